@@ -1,0 +1,57 @@
+# affect-toolkit: every entry point. `make demo` and `make test` run `make setup` first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO      ?= cargo
+RELEASE    := target/release
+EXTRACTOR  := $(RELEASE)/extractor
+TEMPORAL   := $(RELEASE)/temporal
+DATA       ?= data/sample
+CACHE      ?= $(DATA)/features
+FEATURES   ?= hog
+DEMO_OUT   ?= out/demo
+
+.PHONY: help setup build sample-data features demo test test-unit lint fmt bench bench-extract bench-temporal clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+setup: ## install what this machine lacks (apt packages, libtorch venv, links) and build; idempotent
+	@bash scripts/setup.sh
+
+build: ## release build of the binaries
+	$(CARGO) build --release --bins
+
+sample-data: setup ## generate the synthetic Aff-Wild2 sample into data/sample
+	$(EXTRACTOR) sample-data --out $(DATA)
+
+features: sample-data ## embed every sample frame with the feature sets of configs/features.toml
+	$(EXTRACTOR) extract --config configs/features.toml --data $(DATA) --out $(CACHE) --backbone $(FEATURES)
+
+demo: setup ## the whole pipeline end to end on the embedded synthetic data set
+	@bash scripts/demo.sh $(DEMO_OUT)
+
+test: setup ## every test (unit, parity, end to end), lint included
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+	$(CARGO) fmt --all --check
+
+lint: ## clippy without warnings and rustfmt
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+bench: bench-extract bench-temporal ## all benchmarks (ratios against the PyTorch peers, same run)
+
+bench-extract: setup ## extraction frames/s vs ../shared/peers/torch_extract_ref.py
+	@bash scripts/bench-extract.sh
+
+bench-temporal: setup ## training/inference frames/s vs ../shared/peers/torch_temporal_ref.py
+	@bash scripts/bench-temporal.sh
+
+clean: ## remove build products and generated data (keeps the venv)
+	$(CARGO) clean
+	rm -rf data out runs

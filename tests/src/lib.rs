@@ -1,0 +1,51 @@
+//! End-to-end test harness: helpers to locate and run the workspace binaries on data the
+//! project generates. The tests themselves live in `tests/tests/`. No product code here.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The workspace root (the folder holding the top-level Cargo.toml).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary built by cargo for this test profile (`extractor`, `temporal`).
+/// `cargo test --workspace` builds every binary of the workspace before running tests.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test-bin> -> target/<profile>/<name>
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "binary {} not found: run `cargo build --workspace` (make test does) first",
+        path.display()
+    );
+    path
+}
+
+/// Run a workspace binary with arguments; returns the output whatever the exit status.
+pub fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(binary(name))
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
+}
+
+/// Run a workspace binary and panic with its stderr when it fails.
+pub fn run_ok(name: &str, args: &[&str]) -> String {
+    let out = run(name, args);
+    assert!(
+        out.status.success(),
+        "{name} {} failed ({}):\n{}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -28,22 +28,20 @@ pub enum FormatError {
         message: String,
     },
     /// The operating system refused to read or write the file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (in the message, so not repeated as a source).
+        cause: std::io::Error,
     },
     /// The HDF5 library failed on the file.
-    #[error("{}: HDF5: {source}", path.display())]
+    #[error("{}: HDF5: {cause}", path.display())]
     Hdf5 {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: hdf5::Error,
+        /// The underlying error (in the message, so not repeated as a source).
+        cause: hdf5::Error,
     },
     /// A value that is not a valid video id (names only: no separators, `..`, control characters).
     #[error("invalid video id {id:?}: {reason}")]
@@ -58,21 +56,34 @@ pub enum FormatError {
 impl FormatError {
     /// A malformed line.
     pub fn line(path: &Path, line: usize, message: impl Into<String>) -> Self {
-        Self::Line { path: path.to_path_buf(), line, message: message.into() }
+        Self::Line {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
     }
 
     /// A whole-file problem.
     pub fn file(path: &Path, message: impl Into<String>) -> Self {
-        Self::File { path: path.to_path_buf(), message: message.into() }
+        Self::File {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
     }
 
     /// An I/O error on a path.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.to_path_buf(), source }
+        Self::Io {
+            path: path.to_path_buf(),
+            cause: source,
+        }
     }
 
     /// An HDF5 error on a path.
     pub fn hdf5(path: &Path, source: hdf5::Error) -> Self {
-        Self::Hdf5 { path: path.to_path_buf(), source }
+        Self::Hdf5 {
+            path: path.to_path_buf(),
+            cause: source,
+        }
     }
 }

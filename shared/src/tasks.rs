@@ -12,12 +12,21 @@ pub const N_EXPR: usize = 8;
 pub const N_AU: usize = 12;
 
 /// Expression class names, index = class id used in annotation and submission files.
-pub const EXPRESSIONS: [&str; N_EXPR] =
-    ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"];
+pub const EXPRESSIONS: [&str; N_EXPR] = [
+    "Neutral",
+    "Anger",
+    "Disgust",
+    "Fear",
+    "Happiness",
+    "Sadness",
+    "Surprise",
+    "Other",
+];
 
 /// Action unit names in ABAW column order.
-pub const AUS: [&str; N_AU] =
-    ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"];
+pub const AUS: [&str; N_AU] = [
+    "AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26",
+];
 
 /// Marker of an invalid valence or arousal label in ABAW files.
 pub const INVALID_VA: f32 = -5.0;

@@ -8,7 +8,9 @@ use std::fmt;
 ///
 /// Rejected: the empty string, `.` and `..`, path separators (`/`, `\`), control characters,
 /// a leading `-` (it would read as a command-line flag), and names longer than 255 bytes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct VideoId(String);
 
@@ -82,7 +84,18 @@ mod tests {
 
     #[test]
     fn rejects_paths_and_hostile_names() {
-        for bad in ["", ".", "..", "../etc", "/etc/passwd", "a/b", "a\\b", "x\ny", "-rf", "nul\0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../etc",
+            "/etc/passwd",
+            "a/b",
+            "a\\b",
+            "x\ny",
+            "-rf",
+            "nul\0",
+        ] {
             assert!(VideoId::new(bad).is_err(), "{bad:?} accepted");
         }
         assert!(VideoId::new("x".repeat(256)).is_err());

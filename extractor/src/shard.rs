@@ -83,8 +83,14 @@ impl FromStr for Shard {
         let (k, n) = s
             .split_once('/')
             .ok_or_else(|| format!("--shard {s:?}: expected K/N, e.g. 0/4"))?;
-        let k = k.trim().parse().map_err(|_| format!("--shard {s:?}: K is not a whole number"))?;
-        let n = n.trim().parse().map_err(|_| format!("--shard {s:?}: N is not a whole number"))?;
+        let k = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {s:?}: K is not a whole number"))?;
+        let n = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {s:?}: N is not a whole number"))?;
         Shard::new(k, n)
     }
 }
@@ -110,12 +116,18 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&c| c == 1));
-        assert_eq!(Shard::new(1, 4).unwrap().select(&items), vec![1, 5, 9, 13, 17, 21]);
+        assert_eq!(
+            Shard::new(1, 4).unwrap().select(&items),
+            vec![1, 5, 9, 13, 17, 21]
+        );
     }
 
     #[test]
     fn parses_and_rejects() {
-        assert_eq!("2/5".parse::<Shard>().unwrap(), Shard { index: 2, count: 5 });
+        assert_eq!(
+            "2/5".parse::<Shard>().unwrap(),
+            Shard { index: 2, count: 5 }
+        );
         for bad in ["5/5", "1/0", "x/2", "3", "-1/2"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad} accepted");
         }
@@ -130,7 +142,10 @@ mod tests {
         ]
         .into();
         let get = |k: &str| env.get(k).map(|v| v.to_string());
-        assert_eq!(Shard::from_slurm(get).unwrap(), Some(Shard { index: 2, count: 4 }));
+        assert_eq!(
+            Shard::from_slurm(get).unwrap(),
+            Some(Shard { index: 2, count: 4 })
+        );
         assert_eq!(Shard::from_slurm(|_| None).unwrap(), None);
     }
 }

@@ -1,0 +1,250 @@
+//! The configuration of one backbone: which architecture, which weights, which overrides.
+//!
+//! What it does: defines [`BackboneConfig`] (serde, as written in `configs/features.toml` or
+//! built from the command line), the pooling and feed-forward choices of the ViT family, and
+//! [`BackboneConfig::check_fields`], which rejects overrides that do not apply to the named
+//! architecture (so a typo'd config is an error, not a silently different model).
+//!
+//! What it does not: build models or read weights (see [`super::build`] and [`super::weights`]).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Which tokens a ViT-family backbone returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean of the patch tokens (cls and register tokens excluded): `[dim]` per frame.
+    Mean,
+    /// The class token: `[dim]` per frame.
+    Cls,
+    /// Every patch token (cls and register tokens dropped): `[patches, dim]` per frame.
+    Tokens,
+}
+
+/// The feed-forward block of a ViT-family backbone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ffn {
+    /// `mlp.fc1` (dim -> hidden), exact GELU, `mlp.fc2` (hidden -> dim).
+    Gelu,
+    /// timm `SwiGLUPacked` (DINOv2 ViT-g/14): `mlp.fc1` (dim -> hidden), `silu(first half) *
+    /// second half`, `mlp.fc2` (hidden / 2 -> dim).
+    Swiglu,
+}
+
+/// One backbone: a built-in architecture name plus optional weights and overrides.
+///
+/// Built-in names: `iresnet18|34|50|100`, `densenet121`, `vit_b16` (MAE), `dinov2_vits14|vitb14|
+/// vitl14|vitg14`, `hog`, and `torchscript:<file>`. Every override is optional; unset ones take
+/// the architecture's published value. The overrides exist so that small variants run through the
+/// very same code in tests and demos. With `weights`, sizes the checkpoint determines (e.g. the
+/// DenseNet classifier, the IResNet embedding size, ViT register tokens) come from the file.
+/// Unknown keys are an error (a misspelt `weights` must not silently mean a random init).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneConfig {
+    /// Architecture name (see the type docs), recorded as the cache's `backbone` attribute.
+    pub name: String,
+    /// Safetensors file with the public parameter names; without it, a seeded random init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
+    /// Seed of the random initialisation used when there are no weights (`weights = "seed:N"`).
+    #[serde(default)]
+    pub seed: u64,
+    /// Square input side in pixels (112 for IResNet, 224 for the others, declared for TorchScript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_size: Option<u32>,
+    /// IResNet: residual blocks per stage, e.g. `[3, 4, 14, 3]` for iresnet50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<usize>>,
+    /// IResNet: channels of the first stage (64 in arcface_torch; stages use 1x, 2x, 4x, 8x).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    /// DenseNet: growth rate (32 for DenseNet-121).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<i64>,
+    /// DenseNet: layers per dense block (`[6, 12, 24, 16]` for DenseNet-121).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_config: Option<Vec<usize>>,
+    /// DenseNet: channels of the stem convolution (64 for DenseNet-121).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_features: Option<i64>,
+    /// DenseNet: outputs of the `classifier` Linear (342 by default, as the ABAW reference);
+    /// 0 means no classifier: the output is the pooled features (1024 for DenseNet-121).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<i64>,
+    /// ViT: token width (768 for ViT-B).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed_dim: Option<i64>,
+    /// ViT: number of transformer blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<usize>,
+    /// ViT: attention heads (must divide `embed_dim`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_heads: Option<i64>,
+    /// ViT: hidden width of the feed-forward block over `embed_dim`, as timm (4.0; 5.33334 for
+    /// DINOv2 ViT-g/14, whose packed SwiGLU halves it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlp_ratio: Option<f64>,
+    /// ViT: patch side in pixels (16 for MAE, 14 for DINOv2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_size: Option<i64>,
+    /// ViT: register tokens (`reg_token`, DINOv2 "with registers"); 0 for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registers: Option<i64>,
+    /// ViT: whether blocks have layer scale (`ls1.gamma`, `ls2.gamma`); DINOv2 yes, MAE no.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_scale: Option<bool>,
+    /// ViT: which tokens to return (MAE default `mean`, DINOv2 default `cls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<Pooling>,
+    /// ViT: feed-forward kind (`gelu`; `swiglu` for DINOv2 ViT-g/14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ffn: Option<Ffn>,
+    /// Per-channel RGB mean subtracted from the [0,1] pixels (required for TorchScript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<[f64; 3]>,
+    /// Per-channel RGB standard deviation dividing the centred pixels (required for TorchScript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<[f64; 3]>,
+    /// Output size: the IResNet embedding size (512), the declared TorchScript output size
+    /// (required there); for the other backbones a check against the built model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_dim: Option<i64>,
+    /// HOG: cell side in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hog_cell: Option<u32>,
+    /// HOG: number of orientation bins per cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hog_bins: Option<u32>,
+}
+
+/// The architecture family a backbone name belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `iresnet18|34|50|100`.
+    IResNet,
+    /// `densenet121`.
+    DenseNet,
+    /// `vit_b16` (MAE).
+    MaeVit,
+    /// `dinov2_vits14|vitb14|vitl14|vitg14`.
+    Dinov2,
+    /// `hog`.
+    Hog,
+    /// `torchscript:<file>`.
+    TorchScript,
+}
+
+/// Every built-in backbone name (TorchScript is `torchscript:<file>`).
+pub const BUILTIN_NAMES: &[&str] = &[
+    "iresnet18",
+    "iresnet34",
+    "iresnet50",
+    "iresnet100",
+    "densenet121",
+    "vit_b16",
+    "dinov2_vits14",
+    "dinov2_vitb14",
+    "dinov2_vitl14",
+    "dinov2_vitg14",
+    "hog",
+];
+
+impl BackboneConfig {
+    /// A config with only the name set (random init with seed 0, published sizes).
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The architecture family of `name`, or an error listing the built-in names.
+    pub fn family(&self) -> anyhow::Result<Family> {
+        let n = self.name.as_str();
+        Ok(match n {
+            "iresnet18" | "iresnet34" | "iresnet50" | "iresnet100" => Family::IResNet,
+            "densenet121" => Family::DenseNet,
+            "vit_b16" => Family::MaeVit,
+            "dinov2_vits14" | "dinov2_vitb14" | "dinov2_vitl14" | "dinov2_vitg14" => Family::Dinov2,
+            "hog" => Family::Hog,
+            _ if n.starts_with("torchscript:") && n.len() > "torchscript:".len() => {
+                Family::TorchScript
+            }
+            _ => anyhow::bail!(
+                "unknown backbone `{n}`: use one of {} or `torchscript:<file>`",
+                BUILTIN_NAMES.join(", ")
+            ),
+        })
+    }
+
+    /// Rejects overrides that the named architecture does not have, naming each one.
+    pub fn check_fields(&self) -> anyhow::Result<()> {
+        let family = self.family()?;
+        let set: Vec<(&str, bool)> = vec![
+            ("layers", self.layers.is_some()),
+            ("width", self.width.is_some()),
+            ("growth", self.growth.is_some()),
+            ("block_config", self.block_config.is_some()),
+            ("init_features", self.init_features.is_some()),
+            ("num_classes", self.num_classes.is_some()),
+            ("embed_dim", self.embed_dim.is_some()),
+            ("depth", self.depth.is_some()),
+            ("num_heads", self.num_heads.is_some()),
+            ("mlp_ratio", self.mlp_ratio.is_some()),
+            ("patch_size", self.patch_size.is_some()),
+            ("registers", self.registers.is_some()),
+            ("layer_scale", self.layer_scale.is_some()),
+            ("pooling", self.pooling.is_some()),
+            ("ffn", self.ffn.is_some()),
+            ("hog_cell", self.hog_cell.is_some()),
+            ("hog_bins", self.hog_bins.is_some()),
+            ("weights", self.weights.is_some()),
+        ];
+        let allowed: &[&str] = match family {
+            Family::IResNet => &["layers", "width", "weights"],
+            Family::DenseNet => &[
+                "growth",
+                "block_config",
+                "init_features",
+                "num_classes",
+                "weights",
+            ],
+            Family::MaeVit | Family::Dinov2 => &[
+                "embed_dim",
+                "depth",
+                "num_heads",
+                "mlp_ratio",
+                "patch_size",
+                "registers",
+                "layer_scale",
+                "pooling",
+                "ffn",
+                "weights",
+            ],
+            Family::Hog => &["hog_cell", "hog_bins"],
+            Family::TorchScript => &[],
+        };
+        let wrong: Vec<&str> = set
+            .iter()
+            .filter(|(field, is_set)| *is_set && !allowed.contains(field))
+            .map(|(field, _)| *field)
+            .collect();
+        if !wrong.is_empty() {
+            anyhow::bail!(
+                "backbone `{}`: field(s) {} do not apply to this architecture; remove them{}",
+                self.name,
+                wrong.join(", "),
+                if family == Family::TorchScript && wrong.contains(&"weights") {
+                    " (a TorchScript file carries its own weights)"
+                } else {
+                    ""
+                }
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! DenseNet (torchvision names), the DenseNet-121 feature set of the ABAW reference.
+//!
+//! What it does: torchvision's DenseNet in tch with its parameter names (`features.conv0`,
+//! `features.norm0`, `features.denseblockK.denselayerN.{norm1,conv1,norm2,conv2}`,
+//! `features.transitionK.{norm,conv}`, `features.norm5`, `classifier`), so torchvision-style
+//! checkpoints converted to safetensors load as they are. 224x224 RGB with ImageNet mean/std ->
+//! ReLU -> global average pool -> the `classifier` Linear (342 outputs by default, as the
+//! reference's fine-tuned model), or the pooled features (1024 for DenseNet-121) when there is
+//! no classifier (`num_classes = 0`, or a checkpoint without `classifier.*`). With weights, the
+//! classifier size comes from the checkpoint. Overrides `growth`, `block_config`,
+//! `init_features` and `input_size` give small variants.
+//!
+//! What it does not: memory-efficient checkpointing or dropout (inference only).
+
+use tch::nn::{self, BatchNorm, Conv2D, Linear, Module, ModuleT};
+use tch::{Device, Tensor};
+
+use super::weights::{init_vars, weights_id};
+use super::{
+    batch_norm, check_out_dim, conv, open_weights, positive, Backbone, BackboneConfig, Normalise,
+    IMAGENET_MEAN, IMAGENET_STD,
+};
+
+/// BatchNorm epsilon of torchvision.
+const EPS: f64 = 1e-5;
+/// Bottleneck width factor of torchvision's DenseNet (1x1 conv to `BN_SIZE * growth`).
+const BN_SIZE: i64 = 4;
+/// Classifier outputs when neither the config nor a checkpoint says otherwise.
+pub const DEFAULT_NUM_CLASSES: i64 = 342;
+
+#[derive(Debug)]
+struct DenseLayer {
+    norm1: BatchNorm,
+    conv1: Conv2D,
+    norm2: BatchNorm,
+    conv2: Conv2D,
+}
+
+impl DenseLayer {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let x = self.conv1.forward(&self.norm1.forward_t(x, false).relu());
+        self.conv2.forward(&self.norm2.forward_t(&x, false).relu())
+    }
+}
+
+#[derive(Debug)]
+struct Transition {
+    norm: BatchNorm,
+    conv: Conv2D,
+}
+
+#[derive(Debug)]
+struct Net {
+    conv0: Conv2D,
+    norm0: BatchNorm,
+    blocks: Vec<(Vec<DenseLayer>, Option<Transition>)>,
+    norm5: BatchNorm,
+    classifier: Option<Linear>,
+}
+
+impl Net {
+    fn new(
+        p: &nn::Path,
+        blocks: &[usize],
+        growth: i64,
+        init: i64,
+        num_classes: i64,
+    ) -> (Self, i64) {
+        let f = p / "features";
+        let mut c = init;
+        let mut stages = Vec::with_capacity(blocks.len());
+        for (k, &n) in blocks.iter().enumerate() {
+            let bp = &f / format!("denseblock{}", k + 1);
+            let layers = (0..n)
+                .map(|i| {
+                    let lp = &bp / format!("denselayer{}", i + 1);
+                    let c_in = c + i as i64 * growth;
+                    DenseLayer {
+                        norm1: batch_norm(&(&lp / "norm1"), c_in, EPS, 2),
+                        conv1: conv(&(&lp / "conv1"), c_in, BN_SIZE * growth, 1, 1, 0),
+                        norm2: batch_norm(&(&lp / "norm2"), BN_SIZE * growth, EPS, 2),
+                        conv2: conv(&(&lp / "conv2"), BN_SIZE * growth, growth, 3, 1, 1),
+                    }
+                })
+                .collect();
+            c += n as i64 * growth;
+            let transition = (k + 1 != blocks.len()).then(|| {
+                let tp = &f / format!("transition{}", k + 1);
+                let t = Transition {
+                    norm: batch_norm(&(&tp / "norm"), c, EPS, 2),
+                    conv: conv(&(&tp / "conv"), c, c / 2, 1, 1, 0),
+                };
+                c /= 2;
+                t
+            });
+            stages.push((layers, transition));
+        }
+        let net = Self {
+            conv0: conv(&(&f / "conv0"), 3, init, 7, 2, 3),
+            norm0: batch_norm(&(&f / "norm0"), init, EPS, 2),
+            blocks: stages,
+            norm5: batch_norm(&(&f / "norm5"), c, EPS, 2),
+            classifier: (num_classes > 0)
+                .then(|| nn::linear(p / "classifier", c, num_classes, Default::default())),
+        };
+        let out = if num_classes > 0 { num_classes } else { c };
+        (net, out)
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut x = self
+            .norm0
+            .forward_t(&self.conv0.forward(x), false)
+            .relu()
+            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for (layers, transition) in &self.blocks {
+            let mut feats = vec![x];
+            for layer in layers {
+                let input = Tensor::cat(&feats, 1);
+                feats.push(layer.forward(&input));
+            }
+            x = Tensor::cat(&feats, 1);
+            if let Some(t) = transition {
+                x = t
+                    .conv
+                    .forward(&t.norm.forward_t(&x, false).relu())
+                    .avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>);
+            }
+        }
+        let x = self
+            .norm5
+            .forward_t(&x, false)
+            .relu()
+            .adaptive_avg_pool2d([1, 1])
+            .flatten(1, -1);
+        match &self.classifier {
+            Some(c) => c.forward(&x),
+            None => x,
+        }
+    }
+}
+
+/// A torchvision-style DenseNet ready to embed face crops.
+#[derive(Debug)]
+pub struct DenseNet {
+    name: String,
+    input_size: u32,
+    out_dim: i64,
+    weights_id: String,
+    norm: Normalise,
+    vs: nn::VarStore,
+    net: Net,
+}
+
+impl DenseNet {
+    /// Builds `cfg` (`densenet121` plus overrides) on `device`, loading `cfg.weights` if set.
+    pub fn new(cfg: &BackboneConfig, device: Device) -> anyhow::Result<Self> {
+        let blocks = cfg
+            .block_config
+            .clone()
+            .unwrap_or_else(|| vec![6, 12, 24, 16]);
+        if blocks.is_empty() || blocks.contains(&0) {
+            anyhow::bail!(
+                "backbone `{}`: `block_config` must be positive layer counts, got {blocks:?}",
+                cfg.name
+            );
+        }
+        let growth = positive(cfg, "growth", cfg.growth.unwrap_or(32))?;
+        let init = positive(cfg, "init_features", cfg.init_features.unwrap_or(64))?;
+        let input_size = cfg.input_size.unwrap_or(224);
+        positive(cfg, "input_size", input_size as i64)?;
+        let weights = open_weights(cfg)?;
+        let from_file = weights
+            .as_ref()
+            .map(|w| w.shape("classifier.weight").map_or(0, |s| s[0]));
+        let num_classes = cfg.num_classes.or(from_file).unwrap_or(DEFAULT_NUM_CLASSES);
+        if num_classes < 0 {
+            anyhow::bail!(
+                "backbone `{}`: `num_classes` must be >= 0 (0: no classifier), got {num_classes}",
+                cfg.name
+            );
+        }
+        let (vs, (net, out_dim)) =
+            init_vars(cfg.seed, weights.as_ref(), &cfg.name, &[], device, |p| {
+                Ok(Net::new(p, &blocks, growth, init, num_classes))
+            })?;
+        check_out_dim(cfg, out_dim)?;
+        Ok(Self {
+            name: cfg.name.clone(),
+            input_size,
+            out_dim,
+            weights_id: weights_id(weights.as_ref(), cfg.seed),
+            norm: Normalise::new(
+                cfg.mean.unwrap_or(IMAGENET_MEAN),
+                cfg.std.unwrap_or(IMAGENET_STD),
+                device,
+            )?,
+            vs,
+            net,
+        })
+    }
+
+    /// The parameters and buffers, by their torchvision names (e.g. to save as safetensors).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+}
+
+impl Backbone for DenseNet {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn input_size(&self) -> u32 {
+        self.input_size
+    }
+    fn output_shape(&self) -> Vec<usize> {
+        vec![self.out_dim as usize]
+    }
+    fn preprocessing(&self) -> String {
+        self.norm.describe(self.input_size)
+    }
+    fn weights_id(&self) -> String {
+        self.weights_id.clone()
+    }
+    fn forward(&self, images: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        self.net.forward(&self.norm.apply(images))
+    }
+}

@@ -1,0 +1,197 @@
+//! Backbones: batches of face images to per-frame embeddings.
+//!
+//! What it does: defines the [`Backbone`] trait the extractor drives, and [`build`], which turns a
+//! [`BackboneConfig`] into one: native tch re-implementations of IResNet ([`iresnet`], insightface
+//! arcface_torch names), DenseNet ([`densenet`], torchvision names) and the ViT family ([`vit`]:
+//! MAE ViT-B/16 and DINOv2 ViT/14 with timm names), a TorchScript module ([`torchscript`]), or
+//! HOG ([`hog`]). Weights are safetensors files with the public parameter names ([`weights`]);
+//! without one, a backbone is a fixed-seed random initialisation. Each backbone applies its own
+//! normalisation and runs in eval mode (BatchNorm with running statistics).
+//!
+//! What it does not: decode or resize frames (the caller hands over `[N,3,S,S]` RGB in [0,1] at
+//! [`Backbone::input_size`]), batch videos, or write the cache.
+
+pub mod config;
+pub mod densenet;
+pub mod hog;
+pub mod iresnet;
+pub mod torchscript;
+pub mod vit;
+pub mod weights;
+
+pub use config::{BackboneConfig, Family, Ffn, Pooling, BUILTIN_NAMES};
+pub use densenet::DenseNet;
+pub use iresnet::IResNet;
+pub use torchscript::TorchScript;
+pub use vit::Vit;
+pub use weights::{WeightsError, WeightsFile};
+
+use tch::{Device, Kind, Tensor};
+
+/// A frame embedder the extractor runs in batches.
+pub trait Backbone: Send {
+    /// Name as in the cache attrs, e.g. "iresnet50".
+    fn name(&self) -> &str;
+    /// Square input side in pixels the frames are resized to (112, 224, ...).
+    fn input_size(&self) -> u32;
+    /// Output feature shape per frame: [dim] or [tokens, dim].
+    fn output_shape(&self) -> Vec<usize>;
+    /// Human-readable preprocessing description recorded in the cache (resize, mean/std, colour order).
+    fn preprocessing(&self) -> String;
+    /// "sha256:<hex>" of the weights file, or "seed:N" for a fixed-seed initialisation.
+    fn weights_id(&self) -> String;
+    /// images: [N,3,S,S] float32 RGB in [0,1] on the backbone's device; returns [N,dim] or [N,T,dim] float32.
+    /// Applies its own normalisation. Called inside no_grad.
+    fn forward(&self, images: &tch::Tensor) -> tch::Tensor;
+}
+
+/// Builds the backbone `cfg` names on `device` (weights loaded, eval mode, ready to run).
+///
+/// Errors name the config field, the weights file or the TorchScript file at fault.
+pub fn build(cfg: &BackboneConfig, device: Device) -> anyhow::Result<Box<dyn Backbone>> {
+    cfg.check_fields()?;
+    Ok(match cfg.family()? {
+        Family::IResNet => Box::new(iresnet::IResNet::new(cfg, device)?),
+        Family::DenseNet => Box::new(densenet::DenseNet::new(cfg, device)?),
+        Family::MaeVit | Family::Dinov2 => Box::new(vit::Vit::new(cfg, device)?),
+        Family::TorchScript => Box::new(torchscript::TorchScript::new(cfg, device)?),
+        Family::Hog => Box::new(hog::Hog::new(cfg)?),
+    })
+}
+
+/// Whether `name` is a built-in backbone ([`BUILTIN_NAMES`]) or `torchscript:<file>`.
+pub fn is_builtin(name: &str) -> bool {
+    BackboneConfig::named(name).family().is_ok()
+}
+
+/// ImageNet RGB mean (torchvision, timm, MAE, DINOv2).
+pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+/// ImageNet RGB standard deviation.
+pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+/// Per-channel `(x - mean) / std` of `[N,3,H,W]` RGB in [0,1], on a given device.
+#[derive(Debug)]
+pub struct Normalise {
+    mean: [f64; 3],
+    std: [f64; 3],
+    mean_t: Tensor,
+    std_t: Tensor,
+}
+
+impl Normalise {
+    /// Normalisation with these RGB means and standard deviations; an error if a std is not > 0.
+    pub fn new(mean: [f64; 3], std: [f64; 3], device: Device) -> anyhow::Result<Self> {
+        if std.iter().any(|s| *s <= 0.0 || !s.is_finite()) || mean.iter().any(|m| !m.is_finite()) {
+            anyhow::bail!(
+                "normalisation mean {mean:?} / std {std:?}: std must be finite and > 0; fix `mean` / `std` in the backbone config"
+            );
+        }
+        let t = |v: [f64; 3]| {
+            Tensor::from_slice(&v.map(|x| x as f32))
+                .view([1, 3, 1, 1])
+                .to_device(device)
+        };
+        Ok(Self {
+            mean,
+            std,
+            mean_t: t(mean),
+            std_t: t(std),
+        })
+    }
+
+    /// `(images - mean) / std` as float32.
+    pub fn apply(&self, images: &Tensor) -> Tensor {
+        (images.to_kind(Kind::Float) - &self.mean_t) / &self.std_t
+    }
+
+    /// The text recorded in the cache: input size, colour order, scaling, mean and std.
+    pub fn describe(&self, input_size: u32) -> String {
+        format!(
+            "RGB {input_size}x{input_size}, pixels/255, (x - mean) / std, mean [{}], std [{}]",
+            fmt3(self.mean),
+            fmt3(self.std)
+        )
+    }
+}
+
+fn fmt3(v: [f64; 3]) -> String {
+    v.map(|x| format!("{x}")).join(", ")
+}
+
+/// `Ok(())` if a backbone's actual output size equals the `out_dim` the config declares (if any).
+pub(crate) fn check_out_dim(cfg: &BackboneConfig, actual: i64) -> anyhow::Result<()> {
+    match cfg.out_dim {
+        Some(d) if d != actual => anyhow::bail!(
+            "backbone `{}`: config says out_dim = {d} but the model{} gives {actual}; fix or remove `out_dim`",
+            cfg.name,
+            cfg.weights
+                .as_ref()
+                .map(|w| format!(" with weights {}", w.display()))
+                .unwrap_or_default()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the header and hash of `cfg.weights`, if set.
+pub(crate) fn open_weights(cfg: &BackboneConfig) -> anyhow::Result<Option<WeightsFile>> {
+    Ok(match &cfg.weights {
+        Some(p) => Some(WeightsFile::open(p)?),
+        None => None,
+    })
+}
+
+/// A positive size from an override or a default, or an error naming the field.
+pub(crate) fn positive(cfg: &BackboneConfig, field: &str, value: i64) -> anyhow::Result<i64> {
+    if value <= 0 {
+        anyhow::bail!(
+            "backbone `{}`: `{field}` must be > 0, got {value}",
+            cfg.name
+        );
+    }
+    Ok(value)
+}
+
+/// An eval-mode BatchNorm with PyTorch's names and initialisation (weight 1, bias 0, running mean
+/// 0, running variance 1).
+pub(crate) fn batch_norm(
+    p: &tch::nn::Path,
+    channels: i64,
+    eps: f64,
+    nd: usize,
+) -> tch::nn::BatchNorm {
+    let c = tch::nn::BatchNormConfig {
+        eps,
+        ws_init: tch::nn::Init::Const(1.0),
+        bs_init: tch::nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    if nd == 1 {
+        tch::nn::batch_norm1d(p, channels, c)
+    } else {
+        tch::nn::batch_norm2d(p, channels, c)
+    }
+}
+
+/// A bias-free 2-d convolution with PyTorch's names and default (Kaiming uniform) init.
+pub(crate) fn conv(
+    p: &tch::nn::Path,
+    c_in: i64,
+    c_out: i64,
+    kernel: i64,
+    stride: i64,
+    padding: i64,
+) -> tch::nn::Conv2D {
+    tch::nn::conv2d(
+        p,
+        c_in,
+        c_out,
+        kernel,
+        tch::nn::ConvConfig {
+            stride,
+            padding,
+            bias: false,
+            ..Default::default()
+        },
+    )
+}

@@ -1,0 +1,536 @@
+//! `extractor extract`: every frame of every video through a backbone into the feature cache.
+//!
+//! Data flow: a decoder thread lists each video's frames, decodes and resizes a batch at a time
+//! in parallel (rayon) and sends it through a bounded queue, while this thread runs the backbone
+//! on the previous batch; a video's features are written (atomically) as soon as it completes.
+//! Corrupt frames are recorded in the file's `missing` list; a video that cannot be read at all is
+//! reported and the others complete; the process then exits non-zero. It does not train models.
+
+use crate::backbones::{self, Backbone, BackboneConfig};
+use crate::feature_sets::FeaturesFile;
+use crate::frames::{self, VideoSource};
+use crate::shard::Shard;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use shared::cache::{self, CacheAttrs, Dtype, MissingFrame, VideoFeatures};
+use shared::VideoId;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+/// Embed every frame with one or more feature sets and cache the result in HDF5.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Feature-set file (named sets and defaults); a missing default file is fine.
+    #[arg(long, default_value = "configs/features.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Data root with `cropped_aligned/`, a folder of frame folders or video files, or one video
+    /// file [default: data/sample, or `[extract] data` of the config].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Cache root; each feature set writes `<out>/<set>/<video>.h5` [default: <data>/features].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Feature set of the config or built-in backbone; repeat for several [default: the config's
+    /// `[extract] backbones`, else `hog`].
+    #[arg(long = "backbone", value_name = "NAME")]
+    pub backbones: Vec<String>,
+    /// Weights (safetensors with the public parameter names) for the single chosen backbone.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Where the backbone runs: auto (CUDA when available), cpu, cuda, cuda:N.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// Frames per forward pass [default: 64].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Process only shard K of N (K from 0); defaults to the Slurm array task when run in one.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Only these videos (comma-separated ids).
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub videos: Vec<String>,
+    /// Storage type of the features: f32 or f16 [default: f32].
+    #[arg(long, value_name = "f32|f16")]
+    pub dtype: Option<String>,
+    /// Replace cached files made with other weights or preprocessing instead of stopping.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// libtorch and decoding threads [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// What happened to the videos of one feature set.
+#[derive(Debug, Default)]
+pub struct SetReport {
+    /// Videos written now.
+    pub written: usize,
+    /// Videos already complete in the cache.
+    pub skipped: usize,
+    /// Frames embedded now.
+    pub frames: usize,
+    /// Frames recorded missing now.
+    pub missing: usize,
+    /// Videos that could not be read, with the reason.
+    pub failed: Vec<(VideoId, String)>,
+}
+
+/// Run the command.
+pub fn run(args: &ExtractArgs) -> Result<()> {
+    let file = if args.config.exists() {
+        FeaturesFile::load(&args.config)?
+    } else {
+        tracing::info!("no {}: using built-in defaults", args.config.display());
+        FeaturesFile::default()
+    };
+    let defaults = &file.extract;
+    let data = args
+        .data
+        .clone()
+        .or_else(|| defaults.data.clone())
+        .unwrap_or_else(|| PathBuf::from("data/sample"));
+    let out = args
+        .out
+        .clone()
+        .or_else(|| defaults.out.clone())
+        .unwrap_or_else(|| {
+            if data.is_dir() {
+                data.join("features")
+            } else {
+                PathBuf::from("features")
+            }
+        });
+    let mut set_names = args.backbones.clone();
+    if set_names.is_empty() {
+        set_names = defaults.backbones.clone();
+    }
+    if set_names.is_empty() {
+        set_names = vec!["hog".to_string()];
+    }
+    if args.weights.is_some() && set_names.len() != 1 {
+        bail!("--weights applies to one backbone; choose it with a single --backbone");
+    }
+    let batch_size = args.batch_size.or(defaults.batch_size).unwrap_or(64).max(1);
+    let dtype = parse_dtype(
+        args.dtype
+            .as_deref()
+            .or(defaults.dtype.as_deref())
+            .unwrap_or("f32"),
+    )?;
+    let device = parse_device(
+        args.device
+            .as_deref()
+            .or(defaults.device.as_deref())
+            .unwrap_or("auto"),
+    )?;
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n as i32);
+        // A second call (tests in one process) keeps the first pool; that is fine.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    let shard = match args.shard {
+        Some(s) => s,
+        None => match Shard::from_slurm(|k| std::env::var(k).ok()).map_err(|e| anyhow!(e))? {
+            Some(s) => {
+                tracing::info!("Slurm array task: processing shard {s}");
+                s
+            }
+            None => Shard::ALL,
+        },
+    };
+
+    let mut sources = frames::discover(&data)?;
+    if !args.videos.is_empty() {
+        let wanted: Vec<VideoId> = args
+            .videos
+            .iter()
+            .map(VideoId::new)
+            .collect::<Result<_, _>>()?;
+        for w in &wanted {
+            if !sources.iter().any(|s| s.video() == w) {
+                bail!("--videos: no video {w} under {}", data.display());
+            }
+        }
+        sources.retain(|s| wanted.contains(s.video()));
+    }
+    let sources = shard.select(&sources);
+    tracing::info!(
+        "{} videos in shard {shard} of {}; cache {}",
+        sources.len(),
+        data.display(),
+        out.display()
+    );
+
+    let mut failures = Vec::new();
+    for name in &set_names {
+        let mut cfg = file.resolve(name, &args.config)?;
+        if let Some(w) = &args.weights {
+            cfg.weights = Some(w.clone());
+        }
+        let report = extract_set(
+            name,
+            &cfg,
+            &sources,
+            &out,
+            batch_size,
+            dtype,
+            device,
+            args.overwrite,
+        )?;
+        println!(
+            "{name}: {} videos written ({} frames, {} missing), {} already cached, {} failed -> {}",
+            report.written,
+            report.frames,
+            report.missing,
+            report.skipped,
+            report.failed.len(),
+            out.join(name).display()
+        );
+        failures.extend(
+            report
+                .failed
+                .into_iter()
+                .map(|(v, e)| format!("{name}/{v}: {e}")),
+        );
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} videos could not be read (the others are cached; rerun to retry only these):\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+fn parse_dtype(s: &str) -> Result<Dtype> {
+    match s {
+        "f32" => Ok(Dtype::F32),
+        "f16" => Ok(Dtype::F16),
+        _ => bail!("--dtype {s:?}: expected f32 or f16"),
+    }
+}
+
+/// `auto | cpu | cuda | cuda:N` to a tch device.
+pub fn parse_device(s: &str) -> Result<Device> {
+    let device = match s {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => Device::Cuda(n),
+            None => bail!("--device {s:?}: expected auto, cpu, cuda or cuda:N"),
+        },
+    };
+    if let Device::Cuda(n) = device {
+        if !tch::Cuda::is_available() || n >= tch::Cuda::device_count() as usize {
+            bail!("--device {s}: no such CUDA device here (use --device cpu)");
+        }
+    }
+    Ok(device)
+}
+
+/// One decoded batch of a video, or the end of a video.
+enum Decoded {
+    Batch {
+        frames: Vec<i32>,
+        pixels: Vec<f32>,
+        missing: Vec<MissingFrame>,
+    },
+    Done,
+    Failed(String),
+}
+
+/// Extract one feature set for the given videos.
+#[allow(clippy::too_many_arguments)]
+pub fn extract_set(
+    set: &str,
+    cfg: &BackboneConfig,
+    sources: &[VideoSource],
+    out: &Path,
+    batch_size: usize,
+    dtype: Dtype,
+    device: Device,
+    overwrite: bool,
+) -> Result<SetReport> {
+    let backbone = backbones::build(cfg, device)
+        .with_context(|| format!("building the backbone of feature set {set:?}"))?;
+    let template = CacheAttrs {
+        backbone: backbone.name().to_string(),
+        dim: *backbone.output_shape().last().unwrap_or(&0),
+        input_size: backbone.input_size(),
+        dtype,
+        preprocessing: backbone.preprocessing(),
+        weights: backbone.weights_id(),
+        source: String::new(),
+        tool_version: shared::TOOL_VERSION.to_string(),
+    };
+    let mut report = SetReport::default();
+    let mut todo = Vec::new();
+    for src in sources {
+        let path = cache::video_path(out, set, src.video());
+        if path.exists() {
+            match cache::read_attrs(&path) {
+                Ok(existing) => match existing.compatible_with(&template) {
+                    Ok(()) => {
+                        report.skipped += 1;
+                        continue;
+                    }
+                    Err(diff) if !overwrite => bail!(
+                        "{} was made differently: {diff}. Use another --out, or --overwrite to replace it",
+                        path.display()
+                    ),
+                    Err(_) => {}
+                },
+                Err(e) if !overwrite => {
+                    bail!("{e}; delete the file or pass --overwrite to rewrite it")
+                }
+                Err(_) => {}
+            }
+        }
+        todo.push(src.clone());
+    }
+    if todo.is_empty() {
+        return Ok(report);
+    }
+
+    let total: u64 = todo
+        .iter()
+        .map(|s| s.frame_count_hint().unwrap_or(0) as u64)
+        .sum();
+    let bar = progress_bar(set, total);
+    let size = backbone.input_size();
+    let (tx, rx) = sync_channel::<(usize, Decoded)>(2);
+    let producer_sources = todo.clone();
+    let producer = std::thread::spawn(move || {
+        for (i, src) in producer_sources.iter().enumerate() {
+            let result = decode_video(src, size, batch_size, &mut |d| tx.send((i, d)).is_ok());
+            let last = match result {
+                Ok(()) => Decoded::Done,
+                Err(e) => Decoded::Failed(format!("{e:#}")),
+            };
+            if tx.send((i, last)).is_err() {
+                return;
+            }
+        }
+    });
+    let sink = Sink {
+        backbone: backbone.as_ref(),
+        device,
+        template: &template,
+        out,
+        set,
+        bar: &bar,
+    };
+    let outcome = sink.consume(&rx, &todo, &mut report);
+    drop(rx);
+    producer
+        .join()
+        .map_err(|_| anyhow!("the frame decoder thread panicked"))?;
+    bar.finish_and_clear();
+    outcome?;
+    Ok(report)
+}
+
+/// The consuming end of the queue: forward passes and cache writes.
+struct Sink<'a> {
+    backbone: &'a dyn Backbone,
+    device: Device,
+    template: &'a CacheAttrs,
+    out: &'a Path,
+    set: &'a str,
+    bar: &'a ProgressBar,
+}
+
+impl Sink<'_> {
+    fn consume(
+        &self,
+        rx: &Receiver<(usize, Decoded)>,
+        todo: &[VideoSource],
+        report: &mut SetReport,
+    ) -> Result<()> {
+        let Sink {
+            backbone,
+            device,
+            template,
+            out,
+            set,
+            bar,
+        } = *self;
+        let size = backbone.input_size() as i64;
+        let mut rows: Vec<Tensor> = Vec::new();
+        let mut frames: Vec<i32> = Vec::new();
+        let mut missing: Vec<MissingFrame> = Vec::new();
+        let started = Instant::now();
+        while let Ok((i, item)) = rx.recv() {
+            let src = &todo[i];
+            match item {
+                Decoded::Batch {
+                    frames: f,
+                    pixels,
+                    missing: m,
+                } => {
+                    missing.extend(m);
+                    if !f.is_empty() {
+                        let n = f.len() as i64;
+                        let images = Tensor::from_slice(&pixels)
+                            .view([n, 3, size, size])
+                            .to(device);
+                        let feats = tch::no_grad(|| backbone.forward(&images));
+                        rows.push(feats.to_device(Device::Cpu).to_kind(tch::Kind::Float));
+                        frames.extend(f);
+                        bar.inc(n as u64);
+                    }
+                }
+                Decoded::Done => {
+                    let features = stack_rows(&rows, backbone)?;
+                    let n_frames = frames.len();
+                    missing.sort_by_key(|m| m.frame);
+                    report.missing += missing.len();
+                    let mut attrs = template.clone();
+                    attrs.source = src.describe();
+                    let path = cache::video_path(out, set, src.video());
+                    let v = VideoFeatures {
+                        frames: std::mem::take(&mut frames),
+                        features,
+                        missing: std::mem::take(&mut missing),
+                    };
+                    cache::write_video(&path, &attrs, &v)?;
+                    rows.clear();
+                    report.written += 1;
+                    report.frames += n_frames;
+                    tracing::debug!("{set}/{}: {n_frames} frames", src.video());
+                }
+                Decoded::Failed(reason) => {
+                    tracing::error!("{set}/{}: cannot read the video: {reason}", src.video());
+                    report.failed.push((src.video().clone(), reason));
+                    rows.clear();
+                    frames.clear();
+                    missing.clear();
+                }
+            }
+        }
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        tracing::info!(
+            "{set}: {} frames in {secs:.1} s ({:.1} frames/s)",
+            report.frames,
+            report.frames as f64 / secs
+        );
+        Ok(())
+    }
+}
+
+/// Concatenate the per-batch outputs of a video into one (n, ...) array.
+fn stack_rows(rows: &[Tensor], backbone: &dyn Backbone) -> Result<ndarray::ArrayD<f32>> {
+    let mut shape = vec![0usize];
+    shape.extend(backbone.output_shape());
+    if rows.is_empty() {
+        return Ok(ndarray::ArrayD::zeros(shape));
+    }
+    let all = Tensor::cat(rows, 0).contiguous();
+    let dims: Vec<usize> = all.size().iter().map(|&d| d as usize).collect();
+    let flat: Vec<f32> = Vec::<f32>::try_from(all.flatten(0, -1))?;
+    Ok(ndarray::ArrayD::from_shape_vec(dims, flat)?)
+}
+
+/// Decode one video batch by batch; `send` returns false when the consumer has gone.
+fn decode_video(
+    src: &VideoSource,
+    size: u32,
+    batch_size: usize,
+    send: &mut dyn FnMut(Decoded) -> bool,
+) -> Result<()> {
+    match src {
+        VideoSource::Frames { frames: list, .. } => {
+            for chunk in list.chunks(batch_size) {
+                let decoded: Vec<(u32, Result<Vec<f32>, String>)> = chunk
+                    .par_iter()
+                    .map(|(n, path)| (*n, frames::load_frame(path, size)))
+                    .collect();
+                let mut batch = Decoded::Batch {
+                    frames: Vec::with_capacity(chunk.len()),
+                    pixels: Vec::with_capacity(chunk.len() * 3 * (size * size) as usize),
+                    missing: Vec::new(),
+                };
+                if let Decoded::Batch {
+                    frames,
+                    pixels,
+                    missing,
+                } = &mut batch
+                {
+                    for (n, result) in decoded {
+                        match result {
+                            Ok(px) => {
+                                frames.push(n as i32);
+                                pixels.extend_from_slice(&px);
+                            }
+                            Err(reason) => {
+                                tracing::warn!(
+                                    "{}: frame {n}: {reason}; recorded as missing",
+                                    src.video()
+                                );
+                                missing.push(MissingFrame {
+                                    frame: n as i32,
+                                    reason,
+                                });
+                            }
+                        }
+                    }
+                }
+                if !send(batch) {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+        VideoSource::File { path, .. } => {
+            let mut frames_out = Vec::with_capacity(batch_size);
+            let mut pixels = Vec::new();
+            for item in crate::video::decode(path, size)? {
+                let (n, px) = item?;
+                frames_out.push(n as i32);
+                pixels.extend_from_slice(&px);
+                if frames_out.len() == batch_size {
+                    let batch = Decoded::Batch {
+                        frames: std::mem::take(&mut frames_out),
+                        pixels: std::mem::take(&mut pixels),
+                        missing: Vec::new(),
+                    };
+                    if !send(batch) {
+                        return Ok(());
+                    }
+                }
+            }
+            if !frames_out.is_empty() {
+                send(Decoded::Batch {
+                    frames: frames_out,
+                    pixels,
+                    missing: Vec::new(),
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+fn progress_bar(set: &str, total: u64) -> ProgressBar {
+    let bar = if total > 0 {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} frames {per_sec} ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_prefix(set.to_string());
+    bar
+}

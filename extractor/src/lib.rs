@@ -1,0 +1,20 @@
+//! Frames (image folders, video files) to backbone embeddings in the HDF5 feature cache.
+//!
+//! What it does: finds the videos under a data root ([`frames`], [`video`]), decodes and resizes
+//! their frames in parallel, runs a backbone ([`backbones`]: IResNet, DenseNet, ViT, TorchScript,
+//! HOG) in batches on the CPU or a GPU, and writes one crash-safe cache file per video
+//! ([`extract`]), optionally one shard of the videos ([`shard`]); [`inspect`] summarises a cache;
+//! [`sample_data`] writes the synthetic Aff-Wild2 sample.
+//!
+//! What it does not: detect or align faces in raw footage (a video is treated as a face track),
+//! train temporal models (that is `temporal`), or define the cache format (that is `shared`).
+
+pub mod backbones;
+pub mod cli;
+pub mod extract;
+pub mod feature_sets;
+pub mod frames;
+pub mod inspect;
+pub mod sample_data;
+pub mod shard;
+pub mod video;

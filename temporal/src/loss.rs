@@ -1,0 +1,826 @@
+//! The masked multi-task loss of the reference (`mtl_loss` in
+//! `../shared/peers/torch_temporal_ref.py`) and its options.
+//!
+//! What it does: [`mtl_loss`] sums one loss per task present in the model's [`Outputs`], each
+//! averaged over the frames whose label is valid (and that are not padding), 0 when there are none:
+//! - valence, arousal: squared error (the reference) or `1 - CCC` over the batch's valid frames
+//!   ([`VaLoss::Ccc`], population statistics, denominator + 1e-8);
+//! - expr: cross-entropy over the 8 classes; with class weights `w`, the weighted mean
+//!   `sum(w[y] * ce) / sum(w[y])` (PyTorch's `reduction="mean"` convention);
+//! - au: binary cross-entropy with logits averaged over the 12 AUs (optional `pos_weight` per AU);
+//!   a frame's AU label is valid only when none of its 12 values is -1.
+//!
+//! The total is `sum(task_weight * task_loss)`. An invalid label (valence/arousal -5, expression
+//! -1, any AU -1, or a padded frame) contributes neither loss nor gradient, whatever the values at
+//! that frame. [`class_weights_auto`] and [`pos_weight_auto`] derive `auto` weights from training
+//! label counts ([`LabelCounts`]); [`LossConfig::resolve`] puts them in place.
+//!
+//! What it does not: count labels over a data set by itself (the trainer feeds [`LabelCounts`]),
+//! or compute challenge metrics (that is `shared::metrics`).
+
+use crate::model::Outputs;
+use serde::{Deserialize, Serialize};
+use shared::tasks::{FrameLabels, N_AU, N_EXPR};
+use std::collections::BTreeMap;
+use tch::{Kind, Reduction, Tensor};
+
+/// Marker of an invalid valence/arousal label.
+const INVALID_VA: f64 = -5.0;
+/// Marker of an invalid expression or AU label.
+const INVALID_CLASS: i64 = -1;
+/// Added to the CCC denominator so a batch with constant predictions and labels stays finite.
+pub const CCC_EPS: f64 = 1e-8;
+
+/// The labels of a batch of segments, with the ABAW invalid markers.
+#[derive(Debug)]
+pub struct LabelTensors {
+    /// `[B, L, 2]` f32 valence and arousal; -5 = invalid.
+    pub va: Tensor,
+    /// `[B, L]` i64 expression class in 0..8; -1 = invalid.
+    pub expr: Tensor,
+    /// `[B, L, 12]` f32 AU labels 0/1; -1 = invalid (the whole frame's AU label).
+    pub au: Tensor,
+}
+
+/// The valence/arousal loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VaLoss {
+    /// Mean squared error (the reference).
+    #[default]
+    Mse,
+    /// `1 - CCC` (concordance correlation coefficient, the challenge metric) over the batch.
+    Ccc,
+}
+
+/// Class weights or AU positive weights: none, `auto` from training label counts, or explicit.
+///
+/// In TOML: `"none"`, `"auto"`, or a list of numbers (8 for expressions, 12 for AUs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "WeightsRepr", into = "WeightsRepr")]
+pub enum Weights {
+    /// All weights 1 (the reference).
+    #[default]
+    None,
+    /// Computed from the training label counts by [`LossConfig::resolve`].
+    Auto,
+    /// Explicit weights.
+    Values(Vec<f64>),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum WeightsRepr {
+    Word(String),
+    List(Vec<f64>),
+}
+
+impl TryFrom<WeightsRepr> for Weights {
+    type Error = String;
+    fn try_from(r: WeightsRepr) -> Result<Self, String> {
+        match r {
+            WeightsRepr::Word(w) if w == "none" => Ok(Weights::None),
+            WeightsRepr::Word(w) if w == "auto" => Ok(Weights::Auto),
+            WeightsRepr::Word(w) => Err(format!(
+                "weights {w:?}: expected \"none\", \"auto\" or a list of numbers"
+            )),
+            WeightsRepr::List(v) => Ok(Weights::Values(v)),
+        }
+    }
+}
+
+impl From<Weights> for WeightsRepr {
+    fn from(w: Weights) -> Self {
+        match w {
+            Weights::None => WeightsRepr::Word("none".into()),
+            Weights::Auto => WeightsRepr::Word("auto".into()),
+            Weights::Values(v) => WeightsRepr::List(v),
+        }
+    }
+}
+
+/// Per-task multipliers of the total loss (all 1 in the reference).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskWeights {
+    /// Valence.
+    pub valence: f64,
+    /// Arousal.
+    pub arousal: f64,
+    /// Expression.
+    pub expr: f64,
+    /// Action units.
+    pub au: f64,
+}
+
+impl Default for TaskWeights {
+    fn default() -> Self {
+        TaskWeights {
+            valence: 1.0,
+            arousal: 1.0,
+            expr: 1.0,
+            au: 1.0,
+        }
+    }
+}
+
+impl TaskWeights {
+    /// The weight of the head named `task` (`valence`, `arousal`, `expr`, `au`); 1 otherwise.
+    pub fn get(&self, task: &str) -> f64 {
+        match task {
+            "valence" => self.valence,
+            "arousal" => self.arousal,
+            "expr" => self.expr,
+            "au" => self.au,
+            _ => 1.0,
+        }
+    }
+}
+
+/// Loss options; the default is the reference's loss.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// `mse` (reference) or `ccc` for valence and arousal.
+    pub va_loss: VaLoss,
+    /// Cross-entropy class weights (8).
+    pub expr_class_weights: Weights,
+    /// BCE positive weight per AU (12).
+    pub au_pos_weight: Weights,
+    /// Multipliers of each task's loss in the total.
+    pub task_weights: TaskWeights,
+}
+
+/// A loss configuration that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LossConfigError {
+    /// Wrong number of weights.
+    #[error("loss config: `{key}` has {found} weights; give exactly {expected} (one per class), \"auto\" or \"none\"")]
+    Length {
+        /// The config key.
+        key: &'static str,
+        /// How many are needed.
+        expected: usize,
+        /// How many were given.
+        found: usize,
+    },
+    /// A negative or non-finite weight.
+    #[error("loss config: `{key}` holds {value}; weights must be finite and >= 0")]
+    Value {
+        /// The config key.
+        key: &'static str,
+        /// The bad value.
+        value: f64,
+    },
+}
+
+/// Label counts over the training frames, for `auto` weights.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelCounts {
+    /// Frames per expression class.
+    pub expr: [u64; N_EXPR],
+    /// Frames with a valid AU label where each AU is active.
+    pub au_pos: [u64; N_AU],
+    /// Frames with a valid AU label where each AU is inactive.
+    pub au_neg: [u64; N_AU],
+}
+
+impl LabelCounts {
+    /// Counts one frame's valid labels.
+    pub fn add(&mut self, labels: &FrameLabels) {
+        if let Some(k) = labels.expression {
+            self.expr[k as usize] += 1;
+        }
+        if let Some(aus) = labels.aus {
+            for (a, on) in aus.iter().enumerate() {
+                if *on {
+                    self.au_pos[a] += 1;
+                } else {
+                    self.au_neg[a] += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Inverse-frequency class weights normalised to mean 1: `w_k = (1/n_k) / mean_j(1/n_j)` over
+/// the classes present (`n_j > 0`). A class with no training frame gets 1 (it never is a
+/// training target, so its weight only matters for other data); all zero counts give all 1.
+///
+/// E.g. counts `[1, 3]` give `[1.5, 0.5]`.
+pub fn class_weights_auto(counts: &[u64]) -> Vec<f64> {
+    let inv: Vec<f64> = counts
+        .iter()
+        .filter(|&&n| n > 0)
+        .map(|&n| 1.0 / n as f64)
+        .collect();
+    if inv.is_empty() {
+        return vec![1.0; counts.len()];
+    }
+    let mean = inv.iter().sum::<f64>() / inv.len() as f64;
+    counts
+        .iter()
+        .map(|&n| if n > 0 { 1.0 / n as f64 / mean } else { 1.0 })
+        .collect()
+}
+
+/// BCE positive weights `n_neg / n_pos` per AU (PyTorch's recommendation for
+/// `BCEWithLogitsLoss(pos_weight)`: positives and negatives then weigh the same in total).
+/// An AU with no positive (or no negative) frame gets 1.
+pub fn pos_weight_auto(pos: &[u64], neg: &[u64]) -> Vec<f64> {
+    pos.iter()
+        .zip(neg)
+        .map(|(&p, &n)| {
+            if p > 0 && n > 0 {
+                n as f64 / p as f64
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+fn check(key: &'static str, w: &Weights, expected: usize) -> Result<(), LossConfigError> {
+    if let Weights::Values(v) = w {
+        if v.len() != expected {
+            return Err(LossConfigError::Length {
+                key,
+                expected,
+                found: v.len(),
+            });
+        }
+        if let Some(&value) = v.iter().find(|x| !x.is_finite() || **x < 0.0) {
+            return Err(LossConfigError::Value { key, value });
+        }
+    }
+    Ok(())
+}
+
+impl LossConfig {
+    /// Checks the explicit weights (count, finite, >= 0).
+    pub fn validate(&self) -> Result<(), LossConfigError> {
+        check("expr_class_weights", &self.expr_class_weights, N_EXPR)?;
+        check("au_pos_weight", &self.au_pos_weight, N_AU)
+    }
+
+    /// The same options with every `auto` replaced by weights from the training `counts`
+    /// ([`class_weights_auto`], [`pos_weight_auto`]).
+    pub fn resolve(&self, counts: &LabelCounts) -> Result<LossConfig, LossConfigError> {
+        self.validate()?;
+        let mut out = self.clone();
+        out.fill_auto(counts);
+        Ok(out)
+    }
+
+    /// Replaces every `auto` in place by weights counted over the training frames `labels`
+    /// (explicit weights are left as they are; check them with [`LossConfig::validate`]).
+    pub fn resolve_auto(&mut self, labels: &[FrameLabels]) {
+        let mut counts = LabelCounts::default();
+        for l in labels {
+            counts.add(l);
+        }
+        self.fill_auto(&counts);
+    }
+
+    fn fill_auto(&mut self, counts: &LabelCounts) {
+        if self.expr_class_weights == Weights::Auto {
+            self.expr_class_weights = Weights::Values(class_weights_auto(&counts.expr));
+        }
+        if self.au_pos_weight == Weights::Auto {
+            self.au_pos_weight = Weights::Values(pos_weight_auto(&counts.au_pos, &counts.au_neg));
+        }
+    }
+}
+
+fn weight_tensor(key: &str, w: &Weights, n: usize, like: &Tensor) -> Option<Tensor> {
+    match w {
+        Weights::None => None,
+        Weights::Auto => panic!(
+            "loss config: `{key}` is still \"auto\"; call LossConfig::resolve with the training label counts first"
+        ),
+        Weights::Values(v) => {
+            assert_eq!(v.len(), n, "loss config: `{key}` needs {n} weights, has {}", v.len());
+            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            Some(Tensor::from_slice(&v).to_device(like.device()).to_kind(like.kind()))
+        }
+    }
+}
+
+/// `num / den`, 0 when `den` is 0 (then `num` is 0 too: no valid frame).
+fn safe_div(num: Tensor, den: &Tensor) -> Tensor {
+    num / den.clamp_min(1e-12)
+}
+
+/// Squared error or `1 - CCC` of `pred` vs `y` (`[B, L]`) over the frames where `m` is true.
+fn va_loss(pred: &Tensor, y: &Tensor, m: &Tensor, kind: VaLoss) -> Tensor {
+    let not_m = m.logical_not();
+    let y = y.masked_fill(&not_m, 0.0);
+    let n = m.to_kind(pred.kind()).sum(pred.kind());
+    match kind {
+        VaLoss::Mse => safe_div(
+            (pred - &y)
+                .square()
+                .masked_fill(&not_m, 0.0)
+                .sum(pred.kind()),
+            &n,
+        ),
+        VaLoss::Ccc => {
+            let n1 = n.clamp_min(1.0);
+            let mean = |t: &Tensor| t.masked_fill(&not_m, 0.0).sum(pred.kind()) / &n1;
+            let (mx, my) = (mean(pred), mean(&y));
+            let (dx, dy) = (pred - &mx, &y - &my);
+            let vx = mean(&dx.square());
+            let vy = mean(&dy.square());
+            let cov = mean(&(&dx * &dy));
+            let ccc = cov * 2.0 / (vx + vy + (mx - my).square() + CCC_EPS);
+            (1.0 - ccc) * n.gt(0.0).to_kind(pred.kind())
+        }
+    }
+}
+
+/// The masked multi-task loss (see the module documentation): returns the weighted total, to
+/// back-propagate, and each present task's own (unweighted) loss by head name.
+///
+/// `valid [B, L]` bool is false on padding.
+///
+/// # Panics
+/// If `cfg` still holds `auto` weights ([`LossConfig::resolve`] first) or weights of the wrong
+/// length, or if a valid expression label is outside 0..8.
+pub fn mtl_loss(
+    out: &Outputs,
+    labels: &LabelTensors,
+    valid: &Tensor,
+    cfg: &LossConfig,
+) -> (Tensor, BTreeMap<String, f64>) {
+    let valid = valid.to_kind(Kind::Bool);
+    let mut losses: Vec<(&str, Tensor)> = Vec::new();
+    for (i, task) in ["valence", "arousal"].into_iter().enumerate() {
+        if let Some(pred) = out.by_task.get(task) {
+            let y = labels.va.select(-1, i as i64).to_kind(pred.kind());
+            let m = y.ne(INVALID_VA).logical_and(&valid);
+            losses.push((task, va_loss(&pred.squeeze_dim(-1), &y, &m, cfg.va_loss)));
+        }
+    }
+    if let Some(logits) = out.by_task.get("expr") {
+        let m = labels.expr.ne(INVALID_CLASS).logical_and(&valid);
+        let target = labels
+            .expr
+            .to_kind(Kind::Int64)
+            .masked_fill(&m.logical_not(), 0);
+        let ce = logits
+            .reshape([-1, N_EXPR as i64])
+            .cross_entropy_loss::<Tensor>(&target.reshape([-1]), None, Reduction::None, -100, 0.0)
+            .view_as(&target);
+        let w = match weight_tensor(
+            "expr_class_weights",
+            &cfg.expr_class_weights,
+            N_EXPR,
+            logits,
+        ) {
+            Some(w) => w.index_select(0, &target.reshape([-1])).view_as(&target),
+            None => Tensor::ones_like(&ce),
+        };
+        let w = w.masked_fill(&m.logical_not(), 0.0);
+        let num = (ce * &w)
+            .masked_fill(&m.logical_not(), 0.0)
+            .sum(logits.kind());
+        losses.push(("expr", safe_div(num, &w.sum(logits.kind()))));
+    }
+    if let Some(logits) = out.by_task.get("au") {
+        let au = labels.au.to_kind(logits.kind());
+        let m = au
+            .ne(INVALID_CLASS as f64)
+            .all_dim(-1, false)
+            .logical_and(&valid);
+        let not_m = m.logical_not();
+        let target = au.clamp_min(0.0).masked_fill(&not_m.unsqueeze(-1), 0.0);
+        let pw = weight_tensor("au_pos_weight", &cfg.au_pos_weight, N_AU, logits);
+        let bce = logits
+            .binary_cross_entropy_with_logits::<Tensor>(&target, None, pw, Reduction::None)
+            .mean_dim(-1, false, logits.kind());
+        let n = m.to_kind(logits.kind()).sum(logits.kind());
+        losses.push((
+            "au",
+            safe_div(bce.masked_fill(&not_m, 0.0).sum(logits.kind()), &n),
+        ));
+    }
+    let mut total: Option<Tensor> = None;
+    let mut values = BTreeMap::new();
+    for (task, loss) in losses {
+        values.insert(task.to_string(), loss.double_value(&[]));
+        let weighted = &loss * cfg.task_weights.get(task);
+        total = Some(match total {
+            Some(t) => t + weighted,
+            None => weighted,
+        });
+    }
+    let total = total.unwrap_or_else(|| Tensor::zeros([], (Kind::Float, valid.device())));
+    (total, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn outputs(pairs: Vec<(&str, Tensor)>) -> Outputs {
+        Outputs {
+            by_task: pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-5 * (1.0 + b.abs())
+    }
+
+    /// One segment `[1, 3]`: frame 0 valid, frame 1 with invalid labels, frame 2 padding.
+    fn case() -> (Outputs, LabelTensors, Tensor) {
+        let v = Tensor::from_slice(&[0.5f32, 9.0, -7.0]).view([1, 3, 1]);
+        let a = Tensor::from_slice(&[0.0f32, 1.0, 2.0]).view([1, 3, 1]);
+        let mut e = vec![0f32; 24];
+        e[2] = (2f32).ln(); // frame 0: logits [0, 0, ln 2, 0, ...]
+        let expr = Tensor::from_slice(&e).view([1, 3, 8]);
+        let mut u = vec![0f32; 36];
+        u[0] = 1.0; // frame 0: AU1 logit 1, the rest 0
+        let au = Tensor::from_slice(&u).view([1, 3, 12]);
+        let out = outputs(vec![
+            ("valence", v),
+            ("arousal", a),
+            ("expr", expr),
+            ("au", au),
+        ]);
+        let va = Tensor::from_slice(&[0.25f32, -0.5, -5.0, -5.0, 3.0, 3.0]).view([1, 3, 2]);
+        let expr_y = Tensor::from_slice(&[2i64, -1, 5]).view([1, 3]);
+        let mut au_y = vec![0f32; 36];
+        au_y[0] = 1.0; // frame 0: AU1 on, others off
+        au_y[12 + 3] = -1.0; // frame 1: one AU invalid -> the frame's AU label is invalid
+        let au_y = Tensor::from_slice(&au_y).view([1, 3, 12]);
+        let valid = Tensor::from_slice(&[true, true, false]).view([1, 3]);
+        (
+            out,
+            LabelTensors {
+                va,
+                expr: expr_y,
+                au: au_y,
+            },
+            valid,
+        )
+    }
+
+    #[test]
+    fn reference_loss_by_hand() {
+        let (out, labels, valid) = case();
+        let (total, parts) = mtl_loss(&out, &labels, &valid, &LossConfig::default());
+        // valence: only frame 0 -> (0.5 - 0.25)^2; arousal: only frame 0 -> (0 + 0.5)^2.
+        assert!(
+            close(parts["valence"], 0.0625) && close(parts["arousal"], 0.25),
+            "{parts:?}"
+        );
+        // expr: frame 0, logits [0,0,ln2,0,0,0,0,0], target 2: -ln(2 / 9).
+        assert!(close(parts["expr"], -(2.0f64 / 9.0).ln()), "{parts:?}");
+        // au: frame 0: AU1 logit 1 target 1 -> ln(1+e^-1); 11 AUs logit 0 target 0 -> ln 2.
+        let au = ((1.0 + (-1.0f64).exp()).ln() + 11.0 * 2f64.ln()) / 12.0;
+        assert!(close(parts["au"], au), "{parts:?}");
+        let sum: f64 = parts.values().sum();
+        assert!(close(total.double_value(&[]), sum));
+    }
+
+    #[test]
+    fn options_by_hand() {
+        let (out, labels, valid) = case();
+        let mut ew = vec![1.0; 8];
+        ew[2] = 3.0;
+        let mut pw = vec![1.0; 12];
+        pw[0] = 2.0;
+        let cfg = LossConfig {
+            va_loss: VaLoss::Ccc,
+            expr_class_weights: Weights::Values(ew),
+            au_pos_weight: Weights::Values(pw),
+            task_weights: TaskWeights {
+                valence: 2.0,
+                arousal: 0.0,
+                expr: 1.0,
+                au: 0.5,
+            },
+        };
+        let (total, parts) = mtl_loss(&out, &labels, &valid, &cfg);
+        // One valid VA frame: variances and covariance 0, CCC = 0 -> loss 1.
+        assert!(
+            close(parts["valence"], 1.0) && close(parts["arousal"], 1.0),
+            "{parts:?}"
+        );
+        // A weighted mean over one frame is that frame's loss.
+        assert!(close(parts["expr"], -(2.0f64 / 9.0).ln()), "{parts:?}");
+        // pos_weight 2 doubles AU1's positive term.
+        let au = (2.0 * (1.0 + (-1.0f64).exp()).ln() + 11.0 * 2f64.ln()) / 12.0;
+        assert!(close(parts["au"], au), "{parts:?}");
+        let want = 2.0 * parts["valence"] + parts["expr"] + 0.5 * parts["au"];
+        assert!(close(total.double_value(&[]), want));
+    }
+
+    #[test]
+    fn ccc_of_a_perfect_and_a_shifted_prediction() {
+        let valid = Tensor::ones([1, 4], (Kind::Bool, Device::Cpu));
+        let y = [0.1f32, -0.3, 0.6, 0.2];
+        let va: Vec<f32> = y.iter().flat_map(|&v| [v, v]).collect();
+        let labels = LabelTensors {
+            va: Tensor::from_slice(&va).view([1, 4, 2]),
+            expr: Tensor::full([1, 4], -1, (Kind::Int64, Device::Cpu)),
+            au: Tensor::full([1, 4, 12], -1.0, (Kind::Float, Device::Cpu)),
+        };
+        let perfect = Tensor::from_slice(&y).view([1, 4, 1]);
+        let shifted = &perfect + 0.5;
+        let out = outputs(vec![("valence", perfect), ("arousal", shifted)]);
+        let cfg = LossConfig {
+            va_loss: VaLoss::Ccc,
+            ..Default::default()
+        };
+        let (_, parts) = mtl_loss(&out, &labels, &valid, &cfg);
+        assert!(parts["valence"].abs() < 1e-6, "{parts:?}");
+        // Shift s: CCC = 2 var / (2 var + s^2); var of y = 0.1025 (population).
+        let var = 0.1025f64;
+        assert!(
+            close(parts["arousal"], 1.0 - 2.0 * var / (2.0 * var + 0.25)),
+            "{parts:?}"
+        );
+    }
+
+    #[test]
+    fn no_valid_frame_gives_zero_loss_and_zero_gradient() {
+        tch::set_num_threads(1);
+        let none = Tensor::zeros([1, 3], (Kind::Bool, Device::Cpu));
+        for va_loss in [VaLoss::Mse, VaLoss::Ccc] {
+            let (out, labels, _) = case();
+            for t in out.by_task.values() {
+                let _ = t.set_requires_grad(true);
+            }
+            let cfg = LossConfig {
+                va_loss,
+                ..Default::default()
+            };
+            let (total, parts) = mtl_loss(&out, &labels, &none, &cfg);
+            assert!(parts.values().all(|v| *v == 0.0), "{parts:?}");
+            total.backward();
+            for (k, t) in &out.by_task {
+                assert_eq!(
+                    t.grad().abs().sum(Kind::Double).double_value(&[]),
+                    0.0,
+                    "{k}"
+                );
+            }
+        }
+    }
+
+    /// Losses and output gradients for one configuration.
+    fn loss_and_grads(
+        out: &Outputs,
+        labels: &LabelTensors,
+        valid: &Tensor,
+        cfg: &LossConfig,
+    ) -> (f64, Vec<Tensor>) {
+        let leaves: Vec<Tensor> = out
+            .by_task
+            .values()
+            .map(|t| t.detach().copy().set_requires_grad(true))
+            .collect();
+        let out2 = Outputs {
+            by_task: out
+                .by_task
+                .keys()
+                .cloned()
+                .zip(leaves.iter().map(Tensor::shallow_clone))
+                .collect(),
+        };
+        let (total, _) = mtl_loss(&out2, labels, valid, cfg);
+        total.backward();
+        (
+            total.double_value(&[]),
+            leaves.iter().map(|t| t.grad().copy()).collect(),
+        )
+    }
+
+    #[test]
+    fn invalid_labels_change_neither_loss_nor_gradients() {
+        tch::set_num_threads(1);
+        tch::manual_seed(5);
+        let (b, l) = (2, 5);
+        let f = (Kind::Float, Device::Cpu);
+        let out = outputs(vec![
+            ("valence", Tensor::randn([b, l, 1], f)),
+            ("arousal", Tensor::randn([b, l, 1], f)),
+            ("expr", Tensor::randn([b, l, 8], f)),
+            ("au", Tensor::randn([b, l, 12], f)),
+        ]);
+        let va = Tensor::rand([b, l, 2], f) * 2.0 - 1.0;
+        let expr = Tensor::randint(8, [b, l], (Kind::Int64, Device::Cpu));
+        let au = Tensor::randint(2, [b, l, 12], f);
+        // Invalid: VA of (0,1) valence only, expr of (1,2), one AU of (0,3); (1,4) is padding.
+        let _ = va.get(0).get(1).get(0).fill_(-5.0);
+        let _ = expr.get(1).get(2).fill_(-1);
+        let _ = au.get(0).get(3).get(7).fill_(-1.0);
+        let valid = Tensor::ones([b, l], (Kind::Bool, Device::Cpu));
+        let _ = valid.get(1).get(4).fill_(0);
+        let labels = LabelTensors { va, expr, au };
+        // The same labels with every ignored value replaced by something else.
+        let changed = LabelTensors {
+            va: labels.va.copy(),
+            expr: labels.expr.copy(),
+            au: labels.au.copy(),
+        };
+        let _ = changed.au.get(0).get(3).narrow(0, 0, 7).fill_(1.0); // rest of an invalid AU frame
+        let _ = changed.va.get(1).get(4).fill_(0.9); // padding
+        let _ = changed.expr.get(1).get(4).fill_(3);
+        let _ = changed.au.get(1).get(4).fill_(1.0);
+        let mut pw = vec![1.5; 12];
+        pw[7] = 4.0;
+        let cfgs = [
+            LossConfig::default(),
+            LossConfig {
+                va_loss: VaLoss::Ccc,
+                expr_class_weights: Weights::Values((1..=8).map(f64::from).collect()),
+                au_pos_weight: Weights::Values(pw),
+                task_weights: TaskWeights {
+                    valence: 0.5,
+                    arousal: 2.0,
+                    expr: 1.5,
+                    au: 3.0,
+                },
+            },
+        ];
+        for cfg in &cfgs {
+            let (l1, g1) = loss_and_grads(&out, &labels, &valid, cfg);
+            let (l2, g2) = loss_and_grads(&out, &changed, &valid, cfg);
+            assert_eq!(l1, l2, "{cfg:?}");
+            for (a, b) in g1.iter().zip(&g2) {
+                assert_eq!(a, b, "{cfg:?}");
+            }
+            // The ignored frames get no gradient at all.
+            assert_eq!(
+                g1[0]
+                    .get(1)
+                    .get(4)
+                    .abs()
+                    .sum(Kind::Double)
+                    .double_value(&[]),
+                0.0
+            );
+            // Outputs in `by_task` order: arousal, au, expr, valence.
+            assert_eq!(
+                g1[1]
+                    .get(0)
+                    .get(3)
+                    .abs()
+                    .sum(Kind::Double)
+                    .double_value(&[]),
+                0.0
+            );
+            assert_eq!(
+                g1[2]
+                    .get(1)
+                    .get(2)
+                    .abs()
+                    .sum(Kind::Double)
+                    .double_value(&[]),
+                0.0
+            );
+            assert_eq!(
+                g1[3]
+                    .get(0)
+                    .get(1)
+                    .abs()
+                    .sum(Kind::Double)
+                    .double_value(&[]),
+                0.0
+            );
+            // ... while a valid frame does (the check above is not vacuous).
+            assert!(
+                g1[3]
+                    .get(0)
+                    .get(0)
+                    .abs()
+                    .sum(Kind::Double)
+                    .double_value(&[])
+                    > 0.0
+            );
+        }
+    }
+
+    #[test]
+    fn auto_weights() {
+        assert_eq!(class_weights_auto(&[1, 3]), vec![1.5, 0.5]);
+        assert_eq!(class_weights_auto(&[2, 0, 2]), vec![1.0, 1.0, 1.0]);
+        assert_eq!(class_weights_auto(&[0, 0]), vec![1.0, 1.0]);
+        let w = class_weights_auto(&[10, 20, 40, 80]);
+        assert!(close(w.iter().sum::<f64>() / 4.0, 1.0) && close(w[0] / w[3], 8.0));
+        assert_eq!(pos_weight_auto(&[1, 4, 0], &[3, 4, 9]), vec![3.0, 1.0, 1.0]);
+
+        let mut counts = LabelCounts::default();
+        let mut aus = [false; N_AU];
+        aus[0] = true;
+        counts.add(&FrameLabels {
+            expression: Some(1),
+            aus: Some(aus),
+            ..Default::default()
+        });
+        counts.add(&FrameLabels {
+            expression: Some(1),
+            aus: Some([false; N_AU]),
+            ..Default::default()
+        });
+        counts.add(&FrameLabels {
+            expression: Some(4),
+            ..Default::default()
+        });
+        assert_eq!(
+            (
+                counts.expr[1],
+                counts.expr[4],
+                counts.au_pos[0],
+                counts.au_neg[0]
+            ),
+            (2, 1, 1, 1)
+        );
+        let cfg = LossConfig {
+            expr_class_weights: Weights::Auto,
+            au_pos_weight: Weights::Auto,
+            ..Default::default()
+        };
+        let r = cfg.resolve(&counts).unwrap();
+        // Present classes 1 (n=2) and 4 (n=1): inverse 0.5 and 1, mean 0.75.
+        let Weights::Values(ew) = &r.expr_class_weights else {
+            panic!("not resolved")
+        };
+        assert!(close(ew[1], 0.5 / 0.75) && close(ew[4], 1.0 / 0.75) && ew[0] == 1.0);
+        let Weights::Values(pw) = &r.au_pos_weight else {
+            panic!("not resolved")
+        };
+        assert_eq!((pw[0], pw[1]), (1.0, 1.0));
+
+        // resolve_auto counts the frames itself: AU1 active in 1 of 4 valid frames -> 3 / 1;
+        // classes 0 (2 frames) and 3 (1 frame) -> inverse 0.5 and 1, mean 0.75.
+        let off = FrameLabels {
+            aus: Some([false; N_AU]),
+            ..Default::default()
+        };
+        let frames = [
+            FrameLabels {
+                expression: Some(0),
+                aus: Some(aus),
+                ..Default::default()
+            },
+            FrameLabels {
+                expression: Some(0),
+                ..off
+            },
+            FrameLabels {
+                expression: Some(3),
+                ..off
+            },
+            off,
+            FrameLabels::default(),
+        ];
+        let mut inplace = cfg.clone();
+        inplace.resolve_auto(&frames);
+        let Weights::Values(pw) = &inplace.au_pos_weight else {
+            panic!("not resolved")
+        };
+        assert_eq!((pw[0], pw[1]), (3.0, 1.0));
+        let Weights::Values(ew) = &inplace.expr_class_weights else {
+            panic!("not resolved")
+        };
+        assert!(close(ew[0], 0.5 / 0.75) && close(ew[3], 1.0 / 0.75) && ew[1] == 1.0);
+    }
+
+    #[test]
+    fn config_in_toml() {
+        let c: LossConfig = toml::from_str(
+            "va_loss = \"ccc\"\nexpr_class_weights = \"auto\"\nau_pos_weight = [1,1,1,1,1,1,1,1,1,1,1,2.5]\n[task_weights]\nexpr = 2.0\n",
+        )
+        .unwrap();
+        assert_eq!(c.va_loss, VaLoss::Ccc);
+        assert_eq!(c.expr_class_weights, Weights::Auto);
+        assert_eq!(
+            c.task_weights,
+            TaskWeights {
+                expr: 2.0,
+                ..Default::default()
+            }
+        );
+        c.validate().unwrap();
+        let back: LossConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        let bad = LossConfig {
+            au_pos_weight: Weights::Values(vec![1.0; 3]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(LossConfigError::Length {
+                expected: 12,
+                found: 3,
+                ..
+            })
+        ));
+        assert!(toml::from_str::<LossConfig>("expr_class_weights = \"balanced\"\n").is_err());
+    }
+}

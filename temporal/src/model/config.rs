@@ -1,0 +1,446 @@
+//! The hyper-parameters of the temporal model ([`Config`]) and their vocabulary: encoder
+//! architecture ([`Arch`]), multi-task topology ([`Topology`]) and output heads ([`HeadTask`]).
+//!
+//! What it does: names every choice exactly as the PyTorch reference `TemporalMTL` and the command
+//! line do, gives the reference defaults, and checks a configuration before a model is built.
+//!
+//! What it does not: build tensors (that is [`super::TemporalMtl`]) or read files (a run's
+//! `config.toml` is read by the trainer, which deserialises this struct from it).
+
+use serde::{Deserialize, Serialize};
+use shared::tasks::Task;
+
+/// Feature width of the reference system: MAE 768 + IResNet-100 512 + FAU 512 + DenseNet 342.
+pub const REFERENCE_FEAT_DIM: i64 = 2134;
+
+/// The temporal encoder.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// One GRU layer (`nn.GRU`, batch first) with a carried hidden state.
+    Gru,
+    /// One LSTM layer (`nn.LSTM`, batch first) with a carried (h, c) state.
+    Lstm,
+    /// `in_proj` + sinusoidal positions + a post-norm `nn.TransformerEncoder`; no carried state.
+    Transformer,
+    /// Frame-level baseline without temporal context: `bottom.fc = Linear(feat_dim, hidden)` +
+    /// ReLU (and `tops.<task>.fc` for share-bottom/feedback). Not in the PyTorch reference.
+    Mlp,
+}
+
+impl Arch {
+    /// True for GRU and LSTM, whose state is carried from one segment to the next.
+    pub fn is_recurrent(self) -> bool {
+        matches!(self, Arch::Gru | Arch::Lstm)
+    }
+
+    /// The name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Gru => "gru",
+            Arch::Lstm => "lstm",
+            Arch::Transformer => "transformer",
+            Arch::Mlp => "mlp",
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the tasks share the encoder.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topology {
+    /// One shared encoder, one head per task.
+    Basic,
+    /// A shared bottom encoder, then one more encoder layer per task (`tops.<task>`), then heads.
+    ShareBottom,
+    /// Like share-bottom, but the target task's top layer also reads the source task's top
+    /// output (detached): `concat(bottom, source)` (through `fuse` for the Transformer).
+    Feedback,
+}
+
+impl Topology {
+    /// The name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topology::Basic => "basic",
+            Topology::ShareBottom => "share-bottom",
+            Topology::Feedback => "feedback",
+        }
+    }
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One output head of the model, named as in the reference's state dict (`heads.<name>`).
+///
+/// The declaration order is the reference's task order, so sorting gives valence, arousal, expr, au.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadTask {
+    /// Valence regression, 1 output.
+    Valence,
+    /// Arousal regression, 1 output.
+    Arousal,
+    /// Expression logits, 8 outputs.
+    Expr,
+    /// Action unit logits, 12 outputs.
+    Au,
+}
+
+impl HeadTask {
+    /// All heads in the reference order.
+    pub const ALL: [HeadTask; 4] = [
+        HeadTask::Valence,
+        HeadTask::Arousal,
+        HeadTask::Expr,
+        HeadTask::Au,
+    ];
+
+    /// The name used in state-dict keys, outputs and losses.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadTask::Valence => "valence",
+            HeadTask::Arousal => "arousal",
+            HeadTask::Expr => "expr",
+            HeadTask::Au => "au",
+        }
+    }
+
+    /// Width of the head's output (the reference's `TASK_OUT`).
+    pub fn out_dim(self) -> i64 {
+        match self {
+            HeadTask::Valence | HeadTask::Arousal => 1,
+            HeadTask::Expr => shared::N_EXPR as i64,
+            HeadTask::Au => shared::N_AU as i64,
+        }
+    }
+
+    /// The heads that serve the command-line task groups (`va` is valence and arousal), in
+    /// reference order and without duplicates.
+    pub fn for_tasks(tasks: &[Task]) -> Vec<HeadTask> {
+        HeadTask::ALL
+            .into_iter()
+            .filter(|h| {
+                tasks.iter().any(|t| match t {
+                    Task::Va => matches!(h, HeadTask::Valence | HeadTask::Arousal),
+                    Task::Expr => *h == HeadTask::Expr,
+                    Task::Au => *h == HeadTask::Au,
+                })
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for HeadTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for HeadTask {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        HeadTask::ALL
+            .into_iter()
+            .find(|h| h.name() == s)
+            .ok_or_else(|| ConfigError::UnknownTask(s.to_string()))
+    }
+}
+
+/// Hyper-parameters of [`super::TemporalMtl`]; the defaults are the reference's
+/// (`TemporalMTL()` in `../shared/peers/torch_temporal_ref.py`).
+///
+/// In TOML every key is optional and unknown keys are an error, e.g.
+/// `arch = "lstm"`, `topology = "feedback"`, `source = "au"`, `target = "expr"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Encoder architecture.
+    pub arch: Arch,
+    /// Multi-task topology.
+    pub topology: Topology,
+    /// Hidden width of every GRU/LSTM layer (recurrent archs only).
+    pub hidden: i64,
+    /// Transformer model width (Transformer only).
+    pub d_model: i64,
+    /// Number of Transformer layers in the shared bottom (Transformer only).
+    pub n_layers: i64,
+    /// Attention heads per Transformer layer; must divide `d_model`.
+    pub n_heads: i64,
+    /// Width of the Transformer feed-forward block.
+    pub ff: i64,
+    /// Dropout probability (encoder output, heads, Transformer layers).
+    pub dropout: f64,
+    /// Feedback topology: the task whose top output is fed to the target.
+    pub source: HeadTask,
+    /// Feedback topology: the task that reads the source's top output.
+    pub target: HeadTask,
+    /// Width of the input features (sum over the joined feature sets).
+    pub feat_dim: i64,
+    /// The heads to build, a subset of valence, arousal, expr, au in that order.
+    pub tasks: Vec<HeadTask>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            arch: Arch::Gru,
+            topology: Topology::Basic,
+            hidden: 1024,
+            d_model: 512,
+            n_layers: 4,
+            n_heads: 4,
+            ff: 1024,
+            dropout: 0.3,
+            source: HeadTask::Au,
+            target: HeadTask::Expr,
+            feat_dim: REFERENCE_FEAT_DIM,
+            tasks: HeadTask::ALL.to_vec(),
+        }
+    }
+}
+
+impl Config {
+    /// Width of the encoder output that the tops and heads read: `hidden` for GRU/LSTM,
+    /// `d_model` for the Transformer.
+    pub fn encoder_dim(&self) -> i64 {
+        if self.arch != Arch::Transformer {
+            self.hidden
+        } else {
+            self.d_model
+        }
+    }
+
+    /// Checks that the reference could be built with these values and that `forward` can run.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("feat_dim", self.feat_dim),
+            ("hidden", self.hidden),
+            ("d_model", self.d_model),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("ff", self.ff),
+        ];
+        for (key, value) in positive {
+            if value <= 0 {
+                return Err(ConfigError::NotPositive { key, value });
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(ConfigError::Dropout(self.dropout));
+        }
+        if self.arch == Arch::Transformer && self.d_model % self.n_heads != 0 {
+            return Err(ConfigError::Heads {
+                d_model: self.d_model,
+                n_heads: self.n_heads,
+            });
+        }
+        if self.tasks.is_empty() {
+            return Err(ConfigError::NoTasks);
+        }
+        if self.tasks.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(ConfigError::TaskOrder(self.task_names()));
+        }
+        if self.topology == Topology::Feedback {
+            for (role, task) in [("source", self.source), ("target", self.target)] {
+                if !self.tasks.contains(&task) {
+                    return Err(ConfigError::FeedbackTask {
+                        role,
+                        task,
+                        tasks: self.task_names(),
+                    });
+                }
+            }
+            if self.source == self.target {
+                return Err(ConfigError::FeedbackSelf(self.source));
+            }
+        }
+        Ok(())
+    }
+
+    fn task_names(&self) -> String {
+        self.tasks
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A configuration the model cannot be built from.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A size is zero or negative.
+    #[error("model config: `{key}` is {value}; it must be a positive integer")]
+    NotPositive {
+        /// The config key.
+        key: &'static str,
+        /// Its value.
+        value: i64,
+    },
+    /// Dropout outside [0, 1).
+    #[error("model config: `dropout` is {0}; it must be in [0, 1)")]
+    Dropout(f64),
+    /// `n_heads` does not divide `d_model`.
+    #[error("model config: `n_heads` = {n_heads} does not divide `d_model` = {d_model}; pick values such that d_model % n_heads == 0")]
+    Heads {
+        /// Model width.
+        d_model: i64,
+        /// Attention heads.
+        n_heads: i64,
+    },
+    /// No head to build.
+    #[error("model config: `tasks` is empty; list at least one of valence, arousal, expr, au")]
+    NoTasks,
+    /// Tasks repeated or out of the reference order.
+    #[error("model config: `tasks` = [{0}] must list each of valence, arousal, expr, au at most once, in that order")]
+    TaskOrder(String),
+    /// A feedback source or target that has no head.
+    #[error("model config: feedback {role} `{task}` is not among `tasks` = [{tasks}]; add it or choose another {role}")]
+    FeedbackTask {
+        /// "source" or "target".
+        role: &'static str,
+        /// The task named.
+        task: HeadTask,
+        /// The configured tasks.
+        tasks: String,
+    },
+    /// Feedback from a task to itself.
+    #[error("model config: feedback source and target are both `{0}`; choose two different tasks")]
+    FeedbackSelf(HeadTask),
+    /// A task name that is not a head.
+    #[error("unknown model task {0:?}: expected valence, arousal, expr or au")]
+    UnknownTask(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_reference_values_and_valid() {
+        let c = Config::default();
+        assert_eq!(
+            (c.hidden, c.d_model, c.n_layers, c.n_heads, c.ff),
+            (1024, 512, 4, 4, 1024)
+        );
+        assert_eq!((c.dropout, c.feat_dim), (0.3, 2134));
+        assert_eq!((c.source, c.target), (HeadTask::Au, HeadTask::Expr));
+        assert_eq!(c.encoder_dim(), 1024);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_uses_the_reference_names_and_rejects_typos() {
+        let c: Config = toml::from_str(
+            "arch = \"transformer\"\ntopology = \"share-bottom\"\ntasks = [\"valence\", \"au\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.arch, c.topology),
+            (Arch::Transformer, Topology::ShareBottom)
+        );
+        assert_eq!(c.tasks, vec![HeadTask::Valence, HeadTask::Au]);
+        assert_eq!(c.encoder_dim(), 512);
+        let err = toml::from_str::<Config>("hiden = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hiden"), "{err}");
+    }
+
+    #[test]
+    fn validate_rejects_what_cannot_be_built() {
+        let with = |f: fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert!(matches!(
+            with(|c| c.hidden = 0),
+            ConfigError::NotPositive { key: "hidden", .. }
+        ));
+        assert!(matches!(
+            with(|c| {
+                c.arch = Arch::Transformer;
+                c.n_heads = 3;
+            }),
+            ConfigError::Heads { .. }
+        ));
+        assert!(matches!(with(|c| c.tasks = vec![]), ConfigError::NoTasks));
+        assert!(matches!(
+            with(|c| c.tasks = vec![HeadTask::Au, HeadTask::Expr]),
+            ConfigError::TaskOrder(_)
+        ));
+        assert!(matches!(
+            with(|c| {
+                c.topology = Topology::Feedback;
+                c.tasks = vec![HeadTask::Valence, HeadTask::Expr];
+            }),
+            ConfigError::FeedbackTask { role: "source", .. }
+        ));
+        assert!(matches!(
+            with(|c| {
+                c.topology = Topology::Feedback;
+                c.target = HeadTask::Au;
+            }),
+            ConfigError::FeedbackSelf(HeadTask::Au)
+        ));
+        assert!(matches!(with(|c| c.dropout = 1.0), ConfigError::Dropout(_)));
+    }
+
+    #[test]
+    fn heads_for_cli_task_groups_follow_reference_order() {
+        assert_eq!(
+            HeadTask::for_tasks(&[Task::Au, Task::Va]),
+            vec![HeadTask::Valence, HeadTask::Arousal, HeadTask::Au]
+        );
+        assert_eq!("expr".parse::<HeadTask>().unwrap(), HeadTask::Expr);
+        assert!("va".parse::<HeadTask>().is_err());
+    }
+}

@@ -1,0 +1,377 @@
+//! The temporal multi-task model: the Rust twin of `TemporalMTL` in
+//! `../shared/peers/torch_temporal_ref.py` (ABAW4 MTL, Zhang et al. 2022).
+//!
+//! What it does: [`TemporalMtl`] maps per-frame features `[B, L, feat_dim]` to per-task outputs
+//! (valence `[B, L, 1]`, arousal `[B, L, 1]`, expression logits `[B, L, 8]`, AU logits
+//! `[B, L, 12]`) through a bottom [`encoder`] (GRU | LSTM | Transformer), a [`topology`]
+//! (basic | share-bottom | feedback) and [`heads`]. Recurrent layers carry their state from one
+//! segment to the next ([`States`], [`States::carry`]). Parameters are created under the PyTorch
+//! names (`bottom.rnn.weight_ih_l0`, `in_proj.weight`, `bottom.layers.0.self_attn.in_proj_weight`,
+//! `tops.expr.rnn.weight_hh_l0`, `fuse.weight`, `heads.au.net.6.bias`, ...), so a var store
+//! saved with [`checkpoint::save`] is the reference's `state_dict` for the same [`Config`], and
+//! a PyTorch `state_dict` saved as safetensors loads with [`checkpoint::load_strict`].
+//!
+//! What it does not: batch videos into streams, train, or compute losses (see [`crate::loss`]).
+//! Dropout masks in training mode are drawn from libtorch's generator, so training runs are not
+//! bit-identical to PyTorch's; evaluation mode is (within float rounding).
+//!
+//! # Parity fixtures
+//! `temporal/tests/parity.rs` compares this model and [`crate::loss::mtl_loss`] with the PyTorch
+//! reference on every arch x topology, using the files in `temporal/tests/fixtures/`.
+//! Regenerate them (needs the full PyTorch, installed once into `fixture-venv/`) with:
+//! ```text
+//! PY=$(bash scripts/fixtures/venv.sh)
+//! $PY scripts/fixtures/temporal_fixture.py [--ref ../shared/peers/torch_temporal_ref.py] \
+//!     [--out temporal/tests/fixtures]
+//! cargo test -p temporal --test parity
+//! ```
+//! The reference's heads are fixed at 512 and 256 units, so a state dict is ~2 MB even with small
+//! encoder sizes. The fixtures therefore store the state dict's names, shapes and a digest of every
+//! tensor, and both sides fill the weights with the same documented integer generator
+//! (splitmix64 of the tensor name's FNV-1a hash, see the script); the test regenerates the tensors,
+//! checks each digest, writes them as a safetensors state dict and loads it with
+//! [`checkpoint::load_strict`].
+
+pub mod checkpoint;
+pub mod config;
+pub mod encoder;
+pub mod heads;
+pub mod state;
+pub mod topology;
+pub mod transformer;
+
+pub use config::{Arch, Config, ConfigError, HeadTask, Topology};
+pub use state::{RnnState, States};
+
+use std::collections::BTreeMap;
+use tch::nn;
+use tch::Tensor;
+
+/// The model's outputs for one segment.
+#[derive(Debug)]
+pub struct Outputs {
+    /// Raw outputs per head name (`valence`, `arousal`: `[B, L, 1]`; `expr`: `[B, L, 8]` logits;
+    /// `au`: `[B, L, 12]` logits). Only the configured tasks are present.
+    pub by_task: BTreeMap<String, Tensor>,
+}
+
+impl Outputs {
+    /// The output of one head, if the model has it.
+    pub fn get(&self, task: HeadTask) -> Option<&Tensor> {
+        self.by_task.get(task.name())
+    }
+}
+
+/// The temporal multi-task model (see the module documentation).
+#[derive(Debug)]
+pub struct TemporalMtl {
+    cfg: Config,
+    encoder: encoder::Encoder,
+    tops: topology::Tops,
+    heads: BTreeMap<HeadTask, heads::Head>,
+}
+
+impl TemporalMtl {
+    /// Builds the model under `p` (normally `vs.root()`) with the reference's parameter names.
+    ///
+    /// # Panics
+    /// If `cfg` is invalid; use [`TemporalMtl::try_new`] to get the error instead.
+    pub fn new(p: &nn::Path, cfg: &Config) -> Self {
+        Self::try_new(p, cfg).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Builds the model after checking `cfg` ([`Config::validate`]).
+    pub fn try_new(p: &nn::Path, cfg: &Config) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let d = cfg.encoder_dim();
+        let head_root = p / "heads";
+        let heads = cfg
+            .tasks
+            .iter()
+            .map(|&t| {
+                (
+                    t,
+                    heads::Head::new(&head_root / t.name(), d, t.out_dim(), cfg.dropout),
+                )
+            })
+            .collect();
+        Ok(TemporalMtl {
+            cfg: cfg.clone(),
+            encoder: encoder::Encoder::new(p, cfg),
+            tops: topology::Tops::new(p, cfg),
+            heads,
+        })
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// True for GRU/LSTM (states are carried between segments).
+    pub fn is_recurrent(&self) -> bool {
+        self.cfg.arch.is_recurrent()
+    }
+
+    /// Names of the carried states, as the reference's `state_names()`: `bottom`, then
+    /// `top_<task>` in task order; empty for the Transformer.
+    pub fn state_names(&self) -> Vec<String> {
+        if !self.is_recurrent() {
+            return Vec::new();
+        }
+        let mut names = vec!["bottom".to_string()];
+        names.extend(self.tops.state_names());
+        names
+    }
+
+    /// One segment: `x [B, L, feat_dim]` (float); `pad [B, L]` bool, true = padding (used by the
+    /// Transformer only; recurrent layers run over padded frames as in the reference);
+    /// `states` from the previous segment after [`States::carry`] (`None` = zeros).
+    /// `train` enables dropout.
+    ///
+    /// Returns the outputs and the final state of every recurrent layer (empty for the
+    /// Transformer), still attached to the graph: pass them through [`States::carry`] before
+    /// the next segment.
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        pad: Option<&Tensor>,
+        states: Option<&States>,
+        train: bool,
+    ) -> (Outputs, States) {
+        let mut new_states = States::empty();
+        let bias = match pad {
+            Some(pad) if self.cfg.arch == Arch::Transformer => {
+                Some(transformer::key_padding_bias(pad, x.kind()))
+            }
+            _ => None,
+        };
+        let (h, bottom_state) = self.encoder.forward_t(
+            x,
+            bias.as_ref(),
+            states.and_then(|s| s.get("bottom")),
+            train,
+        );
+        if let Some(s) = bottom_state {
+            new_states.insert("bottom", s);
+        }
+        let feats = self
+            .tops
+            .forward_t(&h, bias.as_ref(), states, &mut new_states, train);
+        let by_task = self
+            .heads
+            .iter()
+            .map(|(t, head)| {
+                let f = feats[t].dropout(self.cfg.dropout, train);
+                (t.name().to_string(), head.forward_t(&f, train))
+            })
+            .collect();
+        (Outputs { by_task }, new_states)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loss::{mtl_loss, LabelTensors, LossConfig};
+    use tch::nn::OptimizerConfig;
+    use tch::{Device, Kind};
+
+    const ARCHS: [Arch; 4] = [Arch::Gru, Arch::Lstm, Arch::Transformer, Arch::Mlp];
+    const TOPOLOGIES: [Topology; 3] = [Topology::Basic, Topology::ShareBottom, Topology::Feedback];
+
+    fn small(arch: Arch, topology: Topology) -> Config {
+        Config {
+            arch,
+            topology,
+            hidden: 8,
+            d_model: 8,
+            n_layers: 1,
+            n_heads: 2,
+            ff: 16,
+            dropout: 0.1,
+            feat_dim: 5,
+            ..Config::default()
+        }
+    }
+
+    /// Tiny tensors: one libtorch thread (OpenMP workers spin-wait on a busy 2-core machine).
+    fn one_thread() {
+        tch::set_num_threads(1);
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).abs().max().double_value(&[])
+    }
+
+    #[test]
+    fn outputs_have_the_task_shapes_and_states_the_reference_names() {
+        one_thread();
+        for arch in ARCHS {
+            for topology in TOPOLOGIES {
+                let vs = nn::VarStore::new(Device::Cpu);
+                let cfg = small(arch, topology);
+                let model = TemporalMtl::new(&vs.root(), &cfg);
+                let x = Tensor::randn([2, 3, 5], (Kind::Float, Device::Cpu));
+                let (out, states) = model.forward_t(&x, None, None, false);
+                let shapes: Vec<(String, Vec<i64>)> = out
+                    .by_task
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.size()))
+                    .collect();
+                let expected: Vec<(String, Vec<i64>)> =
+                    [("arousal", 1), ("au", 12), ("expr", 8), ("valence", 1)]
+                        .iter()
+                        .map(|(k, n)| (k.to_string(), vec![2, 3, *n]))
+                        .collect();
+                assert_eq!(shapes, expected, "{arch} {topology}");
+                let mut names: Vec<String> = states.iter().map(|(n, _)| n.to_string()).collect();
+                names.sort();
+                let mut want = model.state_names();
+                want.sort();
+                assert_eq!(names, want, "{arch} {topology}");
+                let n_states = match (arch, topology) {
+                    (Arch::Transformer | Arch::Mlp, _) => 0,
+                    (_, Topology::Basic) => 1,
+                    _ => 5,
+                };
+                assert_eq!(states.len(), n_states, "{arch} {topology}");
+            }
+        }
+    }
+
+    /// Two segments of one stream: change only the first segment's input and look at the
+    /// second segment's output.
+    #[test]
+    fn carried_state_links_segments_for_rnns_only() {
+        one_thread();
+        for arch in ARCHS {
+            for topology in TOPOLOGIES {
+                tch::manual_seed(1);
+                let vs = nn::VarStore::new(Device::Cpu);
+                let model = TemporalMtl::new(&vs.root(), &small(arch, topology));
+                let seg1a = Tensor::randn([2, 4, 5], (Kind::Float, Device::Cpu));
+                let seg1b = Tensor::randn([2, 4, 5], (Kind::Float, Device::Cpu));
+                let seg2 = Tensor::randn([2, 4, 5], (Kind::Float, Device::Cpu));
+                let keep = Tensor::from_slice(&[true, false]);
+                let second = |seg1: &Tensor| {
+                    let (_, s) = model.forward_t(seg1, None, None, false);
+                    let (out, _) = model.forward_t(&seg2, None, Some(&s.carry(&keep)), false);
+                    out
+                };
+                let (a, b) = (second(&seg1a), second(&seg1b));
+                for (task, ya) in &a.by_task {
+                    let yb = &b.by_task[task];
+                    let kept = max_abs_diff(&ya.get(0), &yb.get(0));
+                    let reset = max_abs_diff(&ya.get(1), &yb.get(1));
+                    assert_eq!(
+                        reset, 0.0,
+                        "{arch} {topology} {task}: a reset stream saw the past"
+                    );
+                    if arch.is_recurrent() {
+                        assert!(kept > 1e-5, "{arch} {topology} {task}: state not carried");
+                    } else {
+                        assert_eq!(
+                            kept, 0.0,
+                            "{arch} {topology} {task}: a model without state saw the past"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn feedback_target_does_not_train_the_source_through_its_input() {
+        one_thread();
+        // The target's top reads the source's top output detached: the expr loss must give no
+        // gradient to the source (au) top layer, but does reach the shared bottom.
+        for arch in ARCHS {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let model = TemporalMtl::new(&vs.root(), &small(arch, Topology::Feedback));
+            let x = Tensor::randn([2, 3, 5], (Kind::Float, Device::Cpu));
+            let (out, _) = model.forward_t(&x, None, None, false);
+            out.get(HeadTask::Expr).unwrap().sum(Kind::Float).backward();
+            let vars = vs.variables();
+            let grad_norm = |prefix: &str| -> f64 {
+                vars.iter()
+                    .filter(|(n, _)| n.starts_with(prefix))
+                    .map(|(_, t)| {
+                        let g = t.grad();
+                        if g.defined() {
+                            g.abs().sum(Kind::Double).double_value(&[])
+                        } else {
+                            0.0
+                        }
+                    })
+                    .sum()
+            };
+            assert_eq!(grad_norm("tops.au."), 0.0, "{arch}");
+            assert!(grad_norm("tops.expr.") > 0.0, "{arch}");
+            let bottom = if arch == Arch::Transformer {
+                "in_proj."
+            } else {
+                "bottom."
+            };
+            assert!(grad_norm(bottom) > 0.0, "{arch}");
+        }
+    }
+
+    /// A tiny learnable problem: every label is a fixed function of the current frame's
+    /// features. A few Adam steps must lower the multi-task loss for every arch x topology.
+    #[test]
+    fn loss_falls_with_adam_for_every_arch_and_topology() {
+        one_thread();
+        for arch in ARCHS {
+            for topology in TOPOLOGIES {
+                tch::manual_seed(7);
+                let vs = nn::VarStore::new(Device::Cpu);
+                let model = TemporalMtl::new(&vs.root(), &small(arch, topology));
+                let mut opt = nn::Adam::default().build(&vs, 3e-3).unwrap();
+                let (b, l) = (4, 6);
+                let x = Tensor::randn([b, l, 5], (Kind::Float, Device::Cpu));
+                let f0 = x.select(2, 0);
+                let f1 = x.select(2, 1);
+                let va = Tensor::stack(&[f0.tanh(), (-&f1).tanh()], -1);
+                let expr = (f0.gt(0.0).to_kind(Kind::Int64) * 4) + f1.gt(0.0).to_kind(Kind::Int64);
+                let au = x
+                    .narrow(2, 0, 3)
+                    .gt(0.0)
+                    .to_kind(Kind::Float)
+                    .repeat([1, 1, 4]);
+                let labels = LabelTensors { va, expr, au };
+                let valid = Tensor::ones([b, l], (Kind::Bool, Device::Cpu));
+                let cfg = LossConfig::default();
+                let eval = || {
+                    let (out, _) = model.forward_t(&x, None, None, false);
+                    mtl_loss(&out, &labels, &valid, &cfg).0.double_value(&[])
+                };
+                let before = eval();
+                for _ in 0..40 {
+                    let (out, _) = model.forward_t(&x, None, None, true);
+                    let (loss, _) = mtl_loss(&out, &labels, &valid, &cfg);
+                    opt.backward_step(&loss);
+                }
+                let after = eval();
+                assert!(
+                    after < 0.8 * before,
+                    "{arch} {topology}: loss {before} -> {after}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_config_is_an_error_not_a_model() {
+        one_thread();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = Config {
+            n_heads: 3,
+            ..small(Arch::Transformer, Topology::Basic)
+        };
+        assert!(matches!(
+            TemporalMtl::try_new(&vs.root(), &cfg),
+            Err(ConfigError::Heads { .. })
+        ));
+    }
+}

@@ -1,0 +1,46 @@
+//! The `temporal` command line: one subcommand per stage after the feature cache.
+
+use clap::{Parser, Subcommand};
+
+/// Temporal multi-task models for ABAW: train, predict, evaluate.
+#[derive(Debug, Parser)]
+#[command(name = "temporal", version, about, long_about = None)]
+pub struct Cli {
+    /// The stage to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a GRU / LSTM / Transformer multi-task model over cached features.
+    Train(crate::train::TrainArgs),
+    /// Score the validation or test videos with a trained run (one CSV per video).
+    Predict(crate::predict::PredictArgs),
+    /// Chance-level predictions drawn from the training labels (the floor to beat).
+    Baseline(crate::baseline::BaselineArgs),
+    /// Score an MTL submission file or a predictions folder against MTL annotations (CCC, F1, P_MTL).
+    Evaluate(crate::evaluate::EvaluateArgs),
+    /// Smooth prediction CSVs over time, per video and task (or tune the smoothing on labels).
+    Smooth(crate::smooth::SmoothArgs),
+    /// Combine the prediction CSVs of several models (mean, vote, best member per task).
+    Ensemble(crate::ensemble::EnsembleArgs),
+    /// Write ABAW submission files (MTL or per-task) from prediction CSVs and a test list.
+    Submit(crate::submit::SubmitArgs),
+}
+
+impl Command {
+    /// Run the chosen subcommand.
+    pub fn run(&self) -> anyhow::Result<()> {
+        match self {
+            Command::Train(a) => crate::train::run(a),
+            Command::Predict(a) => crate::predict::run(a),
+            Command::Evaluate(a) => crate::evaluate::run(a),
+            Command::Baseline(a) => crate::baseline::run(a),
+            Command::Smooth(a) => crate::smooth::run(a),
+            Command::Ensemble(a) => crate::ensemble::run(a),
+            Command::Submit(a) => crate::submit::run(a),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The training configuration: one TOML file (`configs/*.toml`), every key also a flag of
+//! `temporal train`; the command line wins. The fully resolved configuration is written to the
+//! run folder as `config.toml`, which `--resume` and `temporal predict` read back.
+
+use crate::data::FrameMode;
+use crate::loss::LossConfig;
+use crate::model::Config as ModelConfig;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use shared::tasks::Task;
+use std::path::{Path, PathBuf};
+
+/// Everything a training run depends on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Data root with the annotation files (and `cropped_aligned/`).
+    pub data: PathBuf,
+    /// Feature cache root [default: `<data>/features`].
+    pub cache: Option<PathBuf>,
+    /// Feature sets joined by frame, in column order.
+    pub features: Vec<String>,
+    /// Task groups trained: `va`, `expr`, `au`.
+    pub tasks: Vec<Task>,
+    /// Sequence frames: `annotated` or `all`.
+    pub frames: FrameMode,
+    /// Training epochs.
+    pub epochs: usize,
+    /// Seed of the initialisation, the data order and dropout.
+    pub seed: u64,
+    /// `auto`, `cpu`, `cuda`, `cuda:N`.
+    pub device: String,
+    /// libtorch threads [default: all cores].
+    pub threads: Option<usize>,
+    /// Run folder [default: `runs/<arch>-<topology>`].
+    pub out: Option<PathBuf>,
+    /// Segment length l (frames).
+    pub seg_len: usize,
+    /// Parallel streams B (segments per step).
+    pub streams: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Gradient-norm clipping.
+    pub clip: f64,
+    /// The model.
+    pub model: ModelConfig,
+    /// The loss.
+    pub loss: LossConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            data: PathBuf::from("data/sample"),
+            cache: None,
+            features: vec!["hog".to_string()],
+            tasks: Task::ALL.to_vec(),
+            frames: FrameMode::Annotated,
+            epochs: 50,
+            seed: 0,
+            device: "auto".to_string(),
+            threads: None,
+            out: None,
+            seg_len: 250,
+            streams: 8,
+            lr: 5e-5,
+            clip: 5.0,
+            model: ModelConfig::default(),
+            loss: LossConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Read a TOML file; errors name the file and the line.
+    pub fn load(path: &Path) -> Result<TrainConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the training config {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("{}: invalid training config", path.display()))
+    }
+
+    /// The resolved cache root.
+    pub fn cache_root(&self) -> PathBuf {
+        self.cache
+            .clone()
+            .unwrap_or_else(|| self.data.join("features"))
+    }
+
+    /// The resolved run folder.
+    pub fn run_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            PathBuf::from("runs").join(format!("{}-{}", self.model.arch, self.model.topology))
+        })
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}

@@ -1,0 +1,286 @@
+//! Feature sets joined by frame number into one contiguous tensor per split.
+//!
+//! Per video, the sequence is the frames to score (`--frames annotated`, the reference system)
+//! or every frame with features in any set (`--frames all`; frames without a label carry no
+//! loss). A frame missing in one set takes that set's nearest frame (the earlier one on a tie);
+//! a frame missing in every set is left out of the sequence (its prediction is later taken from
+//! the nearest frame that has one). Columns are the sets in the order given.
+
+use super::labels::SplitLabels;
+use anyhow::{bail, Result};
+use shared::cache;
+use shared::tasks::{INVALID_AU, INVALID_EXPR, INVALID_VA};
+use shared::{FrameLabels, VideoId, N_AU};
+use std::collections::BTreeSet;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// Which frames make a video's sequence.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum FrameMode {
+    /// The frames to score (annotated frames, or the test list's).
+    Annotated,
+    /// Every frame with features; frames without labels carry no loss.
+    All,
+}
+
+/// One video's rows in the split tensors.
+#[derive(Debug, Clone)]
+pub struct VideoSpan {
+    /// The video.
+    pub video: VideoId,
+    /// First row in the split tensors.
+    pub start: usize,
+    /// Frame number of each row, increasing.
+    pub frames: Vec<u32>,
+    /// The frames to score with their labels (may include frames not in `frames`).
+    pub scored: Vec<(u32, FrameLabels)>,
+}
+
+impl VideoSpan {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// True when the video has no row.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+}
+
+/// A whole split as tensors: features [N, D] and labels with their invalid markers
+/// (VA -5, expression -1, AU -1), rows grouped by video.
+#[derive(Debug)]
+pub struct SplitData {
+    /// Features [N, D] float32 on the training device.
+    pub feats: Tensor,
+    /// Valence and arousal [N, 2], -5 where invalid.
+    pub va: Tensor,
+    /// Expression class [N] int64, -1 where invalid.
+    pub expr: Tensor,
+    /// AUs [N, 12] float32, -1 where invalid.
+    pub au: Tensor,
+    /// Labels of each row, on the host (for metrics).
+    pub labels: Vec<FrameLabels>,
+    /// The videos, in id order.
+    pub videos: Vec<VideoSpan>,
+    /// Feature sets and their dims, in column order.
+    pub set_dims: Vec<(String, usize)>,
+}
+
+impl SplitData {
+    /// Number of rows (frames) in the split.
+    pub fn n_rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Feature dimension (sum of the sets' dims).
+    pub fn dim(&self) -> usize {
+        self.set_dims.iter().map(|(_, d)| d).sum()
+    }
+
+    /// Read and join the feature sets of every video of `labels`.
+    pub fn load(
+        cache_root: &Path,
+        sets: &[String],
+        labels: &SplitLabels,
+        mode: FrameMode,
+        device: Device,
+    ) -> Result<SplitData> {
+        if sets.is_empty() {
+            bail!("no feature set chosen (--features NAME,...)");
+        }
+        // Pass 1: read every video's sets (frames and features) and decide its rows.
+        let mut per_video = Vec::with_capacity(labels.videos.len());
+        let mut set_dims: Vec<(String, usize)> = sets.iter().map(|s| (s.clone(), 0)).collect();
+        for (video, scored) in &labels.videos {
+            let mut loaded = Vec::with_capacity(sets.len());
+            for (k, set) in sets.iter().enumerate() {
+                let path = cache::video_path(cache_root, set, video);
+                if !path.exists() {
+                    bail!(
+                        "feature set {set:?} has no features for video {video} of {} (expected {}); \
+                         run `extractor extract --backbone {set}` (or check --cache and --features)",
+                        labels.source.display(),
+                        path.display()
+                    );
+                }
+                let (_, v) = cache::read_video(&path)?;
+                if v.features.ndim() != 2 {
+                    bail!(
+                        "{}: features of shape {:?}; temporal models need one vector per frame \
+                         (extract with pooling mean or cls)",
+                        path.display(),
+                        v.features.shape()
+                    );
+                }
+                let d = v.features.shape()[1];
+                if set_dims[k].1 == 0 {
+                    set_dims[k].1 = d;
+                } else if set_dims[k].1 != d {
+                    bail!(
+                        "{}: {d} dims but other videos of set {set:?} have {}; re-extract the set",
+                        path.display(),
+                        set_dims[k].1
+                    );
+                }
+                loaded.push(v);
+            }
+            let rows = sequence(&loaded, scored, mode);
+            if rows.is_empty() {
+                bail!(
+                    "video {video}: none of its frames to score has features in any of the sets {}; \
+                     check that the cache holds this video's frames",
+                    sets.join(", ")
+                );
+            }
+            per_video.push((video.clone(), scored.clone(), loaded, rows));
+        }
+        let n: usize = per_video.iter().map(|(_, _, _, rows)| rows.len()).sum();
+        let dim: usize = set_dims.iter().map(|(_, d)| d).sum();
+
+        // Pass 2: fill one contiguous tensor, one video at a time (no second full copy).
+        let feats = Tensor::zeros([n as i64, dim as i64], (Kind::Float, device));
+        let mut labels_out = Vec::with_capacity(n);
+        let mut videos = Vec::with_capacity(per_video.len());
+        let mut start = 0usize;
+        for (video, scored, loaded, rows) in per_video {
+            let mut buf = vec![0f32; rows.len() * dim];
+            let mut col = 0;
+            for (v, (_, d)) in loaded.iter().zip(&set_dims) {
+                let set_frames = &v.frames;
+                let feats_view = v.features.view();
+                for (r, &frame) in rows.iter().enumerate() {
+                    let src = nearest(set_frames, frame as i32);
+                    let row = feats_view.index_axis(ndarray::Axis(0), src);
+                    let dst = &mut buf[r * dim + col..r * dim + col + d];
+                    for (o, x) in dst.iter_mut().zip(row.iter()) {
+                        *o = *x;
+                    }
+                }
+                col += d;
+            }
+            if !rows.is_empty() {
+                let t = Tensor::from_slice(&buf).view([rows.len() as i64, dim as i64]);
+                feats.narrow(0, start as i64, rows.len() as i64).copy_(&t);
+            }
+            let lookup: std::collections::HashMap<u32, FrameLabels> =
+                scored.iter().copied().collect();
+            labels_out.extend(
+                rows.iter()
+                    .map(|f| lookup.get(f).copied().unwrap_or_default()),
+            );
+            let len = rows.len();
+            videos.push(VideoSpan {
+                video,
+                start,
+                frames: rows,
+                scored,
+            });
+            start += len;
+        }
+        let (va, expr, au) = label_tensors(&labels_out, device);
+        Ok(SplitData {
+            feats,
+            va,
+            expr,
+            au,
+            labels: labels_out,
+            videos,
+            set_dims,
+        })
+    }
+}
+
+/// The rows of a video: frames to score present in at least one set, or every frame with features.
+fn sequence(
+    loaded: &[cache::VideoFeatures],
+    scored: &[(u32, FrameLabels)],
+    mode: FrameMode,
+) -> Vec<u32> {
+    let present: BTreeSet<u32> = loaded
+        .iter()
+        .flat_map(|v| v.frames.iter().map(|&f| f as u32))
+        .collect();
+    match mode {
+        FrameMode::All => present.into_iter().collect(),
+        FrameMode::Annotated => scored
+            .iter()
+            .map(|(f, _)| *f)
+            .filter(|f| present.contains(f))
+            .collect(),
+    }
+}
+
+/// Index of the entry of `sorted` nearest to `frame` (the earlier on a tie). `sorted` is not empty.
+pub fn nearest(sorted: &[i32], frame: i32) -> usize {
+    match sorted.binary_search(&frame) {
+        Ok(i) => i,
+        Err(0) => 0,
+        Err(i) if i == sorted.len() => i - 1,
+        Err(i) => {
+            if frame - sorted[i - 1] <= sorted[i] - frame {
+                i - 1
+            } else {
+                i
+            }
+        }
+    }
+}
+
+/// Label tensors with the ABAW invalid markers where a label is `None`.
+pub fn label_tensors(labels: &[FrameLabels], device: Device) -> (Tensor, Tensor, Tensor) {
+    let n = labels.len() as i64;
+    let mut va = Vec::with_capacity(labels.len() * 2);
+    let mut expr = Vec::with_capacity(labels.len());
+    let mut au = Vec::with_capacity(labels.len() * N_AU);
+    for l in labels {
+        va.push(l.valence.unwrap_or(INVALID_VA));
+        va.push(l.arousal.unwrap_or(INVALID_VA));
+        expr.push(l.expression.map_or(INVALID_EXPR as i64, i64::from));
+        match l.aus {
+            Some(a) => au.extend(a.iter().map(|&x| if x { 1f32 } else { 0f32 })),
+            None => au.extend([INVALID_AU as f32; N_AU]),
+        }
+    }
+    (
+        Tensor::from_slice(&va).view([n, 2]).to(device),
+        Tensor::from_slice(&expr).to(device),
+        Tensor::from_slice(&au).view([n, N_AU as i64]).to(device),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_prefers_exact_then_earlier_on_tie() {
+        let f = [2, 4, 10];
+        assert_eq!(nearest(&f, 4), 1);
+        assert_eq!(nearest(&f, 1), 0);
+        assert_eq!(nearest(&f, 3), 0); // tie 2 vs 4 -> earlier
+        assert_eq!(nearest(&f, 8), 2);
+        assert_eq!(nearest(&f, 99), 2);
+    }
+
+    #[test]
+    fn invalid_labels_become_markers() {
+        let mut l = FrameLabels {
+            valence: Some(0.5),
+            ..Default::default()
+        };
+        l.aus = Some([true; N_AU]);
+        let (va, expr, au) = label_tensors(&[l, FrameLabels::default()], Device::Cpu);
+        assert_eq!(
+            Vec::<f32>::try_from(va.flatten(0, -1)).unwrap(),
+            vec![0.5, -5.0, -5.0, -5.0]
+        );
+        assert_eq!(Vec::<i64>::try_from(expr).unwrap(), vec![-1, -1]);
+        assert_eq!(au.sum(Kind::Float).double_value(&[]), 12.0 - 12.0);
+    }
+}

@@ -1,0 +1,15 @@
+//! From the feature cache and the annotation files to tensors the model consumes.
+//!
+//! [`labels`] finds which frames of which videos a split scores and their labels; [`join`] reads
+//! the chosen feature sets of each video and joins them by frame number into one contiguous
+//! tensor per split ([`join::SplitData`]); [`normalise`] holds the training split's per-dimension
+//! statistics; [`streams`] cuts the videos into segments dealt over B parallel streams. Nothing
+//! here knows about models or losses.
+
+pub mod join;
+pub mod labels;
+pub mod normalise;
+pub mod streams;
+
+pub use join::{FrameMode, SplitData, VideoSpan};
+pub use labels::{Split, SplitLabels};

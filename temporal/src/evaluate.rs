@@ -1,0 +1,323 @@
+//! `temporal evaluate`: score predictions against MTL annotations with the challenge metrics.
+//!
+//! What it does:
+//! - `--pred FILE`: an MTL submission file (decisions). Every annotated frame must have exactly
+//!   one row and every row must be annotated; otherwise the error says which frames and how many.
+//! - `--pred DIR`: a folder of prediction CSVs (`<video>.csv`). Every annotated frame must have a
+//!   row; rows of frames that are not annotated are allowed and left out (predictions may cover
+//!   every frame of a video). Decisions are made as a submission makes them
+//!   ([`shared::Prediction::decide`]) with `--au-thresholds` (0.5 by default), so a folder scores
+//!   exactly what the submission `temporal submit` writes from it scores.
+//! - `--tune-thresholds OUT.json` (folders only): per-AU thresholds that maximise each AU's F1
+//!   on these labels ([`shared::metrics::tune_au_thresholds`]), written as
+//!   `{"AU1": 0.45, ...}` for `temporal submit --au-thresholds`.
+//! - `--json OUT`: the scores ([`EvaluationReport`]: the fields of [`MtlScore`] plus the
+//!   expression confusion matrix and the AU thresholds used), and beside it, with the same stem,
+//!   `<stem>-confusion.png` and `<stem>-au-f1.png` ([`crate::eval_plots`]).
+//!
+//! What it does not: smooth, ensemble or write submissions, or decide which labels to use.
+
+use crate::eval_plots::{au_f1_png, confusion_png};
+use crate::submit::{parse_au_thresholds, write_au_thresholds};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use shared::abaw::{
+    read_mtl_annotations, read_mtl_submission, read_prediction_dir, FrameRef, MtlAnnotations,
+};
+use shared::metrics::{
+    confusion_matrix, score_decisions, score_predictions, tune_au_thresholds, MtlScore,
+};
+use shared::{Decision, FrameLabels, Prediction, VideoId, N_AU, N_EXPR};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Score an MTL submission file or a folder of prediction CSVs against an MTL annotation file.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// What to score: an MTL submission file (header `image,valence,arousal,expression,aus`) or
+    /// a folder of prediction CSVs (`<video>.csv`, as `temporal predict|smooth|ensemble` write).
+    #[arg(long, value_name = "FILE|DIR")]
+    pub pred: PathBuf,
+    /// MTL annotation file with the true labels (e.g. validation_set_annotations.txt).
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// Also write the scores as JSON to this file, and beside it `<stem>-confusion.png` (8x8
+    /// expression confusion matrix) and `<stem>-au-f1.png` (F1 of each AU).
+    #[arg(long, value_name = "OUT")]
+    pub json: Option<PathBuf>,
+    /// Prediction folders only: tune one threshold per AU on these labels (best F1 on the grid
+    /// 0.05..0.95) and write them to this JSON file, for `temporal submit --au-thresholds`.
+    #[arg(long, value_name = "OUT.json")]
+    pub tune_thresholds: Option<PathBuf>,
+    /// Prediction folders only: AU decision thresholds, one number for all 12 AUs or a JSON
+    /// file written by `--tune-thresholds` [default: 0.5].
+    #[arg(long, value_name = "0.5|FILE.json")]
+    pub au_thresholds: Option<String>,
+}
+
+/// What `--json` writes: the scores, the expression confusion matrix and the thresholds used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationReport {
+    /// The challenge scores (top-level keys `p_mtl`, `ccc_valence`, ...).
+    #[serde(flatten)]
+    pub score: MtlScore,
+    /// Expression confusion matrix `[gold][predicted]` over the frames with a valid expression.
+    pub confusion_expr: Vec<Vec<u64>>,
+    /// The AU thresholds the decisions were made with (absent for a submission file, whose
+    /// decisions are already made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub au_thresholds: Option<[f32; N_AU]>,
+    /// What was scored.
+    pub pred: PathBuf,
+    /// The annotation file.
+    pub labels: PathBuf,
+}
+
+/// Annotated frames paired with what is scored for them, in annotation order.
+pub struct Aligned {
+    /// The labels of each annotated frame.
+    pub labels: Vec<FrameLabels>,
+    /// The decisions, one per label.
+    pub decisions: Vec<Decision>,
+    /// The probabilities behind the decisions (prediction folders only).
+    pub predictions: Option<Vec<Prediction>>,
+}
+
+/// Run the command: print the table; write the JSON, the plots and the tuned thresholds if asked.
+pub fn run(args: &EvaluateArgs) -> Result<()> {
+    let is_dir = args.pred.is_dir();
+    if !is_dir && (args.tune_thresholds.is_some() || args.au_thresholds.is_some()) {
+        bail!(
+            "{}: --tune-thresholds and --au-thresholds need probabilities; pass the prediction \
+             folder (not a submission, whose AU decisions are already made)",
+            args.pred.display()
+        );
+    }
+    let thresholds = match &args.au_thresholds {
+        Some(spec) => parse_au_thresholds(spec)?,
+        None => shared::tasks::DEFAULT_AU_THRESHOLDS,
+    };
+    let aligned = if is_dir {
+        align_prediction_dir(&args.pred, &args.labels, &thresholds)?
+    } else {
+        align_submission(&args.pred, &args.labels)?
+    };
+    let score = score_decisions(&aligned.labels, &aligned.decisions);
+    println!("{}", score.table());
+    if let (Some(out), Some(preds)) = (&args.tune_thresholds, &aligned.predictions) {
+        let tuned = tune_au_thresholds(&aligned.labels, preds);
+        write_au_thresholds(out, &tuned)?;
+        let with_tuned = score_predictions(&aligned.labels, preds, &tuned);
+        println!(
+            "AU F1 with thresholds tuned on these labels (optimistic on the same data): {:.4}",
+            with_tuned.f1_au
+        );
+        println!("tuned AU thresholds written to {}", out.display());
+    }
+    if let Some(out) = &args.json {
+        let report = EvaluationReport {
+            confusion_expr: expression_confusion(&aligned),
+            au_thresholds: aligned.predictions.as_ref().map(|_| thresholds),
+            score,
+            pred: args.pred.clone(),
+            labels: args.labels.clone(),
+        };
+        let json = serde_json::to_string_pretty(&report)?;
+        shared::atomic::write_atomically(out, |w| w.write_all(json.as_bytes()))
+            .with_context(|| format!("writing the scores to {}", out.display()))?;
+        println!("scores written to {}", out.display());
+        write_plots(out, &report);
+    }
+    Ok(())
+}
+
+/// Draw the two PNGs beside `json`; a missing font or a drawing error is a warning, never a
+/// failed evaluation.
+fn write_plots(json: &Path, report: &EvaluationReport) {
+    let (confusion, au) = plot_paths(json);
+    let drawn = confusion_png(&confusion, &report.confusion_expr)
+        .and_then(|()| au_f1_png(&au, &report.score.f1_au_per_au));
+    match drawn {
+        Ok(()) => println!(
+            "plots written to {} and {}",
+            confusion.display(),
+            au.display()
+        ),
+        Err(e) => tracing::warn!("plots not drawn: {e:#}"),
+    }
+}
+
+/// The plot files beside a JSON file: `<stem>-confusion.png` and `<stem>-au-f1.png`.
+pub fn plot_paths(json: &Path) -> (PathBuf, PathBuf) {
+    let stem = json
+        .file_stem()
+        .map_or_else(|| "scores".into(), |s| s.to_string_lossy().into_owned());
+    (
+        json.with_file_name(format!("{stem}-confusion.png")),
+        json.with_file_name(format!("{stem}-au-f1.png")),
+    )
+}
+
+/// The 8x8 expression confusion matrix `[gold][predicted]` of aligned frames.
+pub fn expression_confusion(aligned: &Aligned) -> Vec<Vec<u64>> {
+    let (gold, pred): (Vec<u8>, Vec<u8>) = aligned
+        .labels
+        .iter()
+        .zip(&aligned.decisions)
+        .filter_map(|(l, d)| l.expression.map(|e| (e, d.expression)))
+        .unzip();
+    confusion_matrix(&pred, &gold, N_EXPR)
+}
+
+/// Score a submission file against an annotation file.
+pub fn evaluate_submission(pred: &Path, labels: &Path) -> Result<MtlScore> {
+    let a = align_submission(pred, labels)?;
+    Ok(score_decisions(&a.labels, &a.decisions))
+}
+
+/// Score a folder of prediction CSVs against an annotation file, deciding AUs with `thresholds`.
+pub fn evaluate_prediction_dir(
+    dir: &Path,
+    labels: &Path,
+    thresholds: &[f32; N_AU],
+) -> Result<MtlScore> {
+    let a = align_prediction_dir(dir, labels, thresholds)?;
+    Ok(score_decisions(&a.labels, &a.decisions))
+}
+
+/// Read a submission and pair each annotated frame with its decision (see the module docs).
+pub fn align_submission(pred: &Path, labels: &Path) -> Result<Aligned> {
+    let truth = read_mtl_annotations(labels)?;
+    let decisions = read_mtl_submission(pred)?;
+    let (gold, chosen) = align(&truth.rows, &decisions, pred, labels)?;
+    Ok(Aligned {
+        labels: gold,
+        decisions: chosen,
+        predictions: None,
+    })
+}
+
+/// Read a prediction folder and pair each annotated frame with its prediction and decision.
+pub fn align_prediction_dir(
+    dir: &Path,
+    labels: &Path,
+    thresholds: &[f32; N_AU],
+) -> Result<Aligned> {
+    let truth = read_mtl_annotations(labels)?;
+    let preds = read_prediction_dir(dir)?;
+    let located = annotated_rows(&preds, &truth, dir)?;
+    let predictions: Vec<Prediction> = located
+        .iter()
+        .map(|(video, row, _)| preds[*video][*row].1)
+        .collect();
+    Ok(Aligned {
+        labels: located.iter().map(|(_, _, l)| *l).collect(),
+        decisions: predictions.iter().map(|p| p.decide(thresholds)).collect(),
+        predictions: Some(predictions),
+    })
+}
+
+/// For each annotated frame, in annotation order: its video, the index of its row in that
+/// video's predictions, and its labels. Rows that are not annotated are passed over. Errors
+/// (naming `source`, the annotation file, how many and which frames) if an annotated frame has
+/// no row.
+pub fn annotated_rows<'a>(
+    preds: &'a BTreeMap<VideoId, Vec<(u32, Prediction)>>,
+    truth: &MtlAnnotations,
+    source: &Path,
+) -> Result<Vec<(&'a VideoId, usize, FrameLabels)>> {
+    let mut out = Vec::with_capacity(truth.rows.len());
+    let mut missing: Vec<&FrameRef> = Vec::new();
+    for (frame, labels) in &truth.rows {
+        let found = preds.get_key_value(&frame.video).and_then(|(video, rows)| {
+            rows.binary_search_by_key(&frame.frame, |(f, _)| *f)
+                .ok()
+                .map(|i| (video, i))
+        });
+        match found {
+            Some((video, i)) => out.push((video, i, *labels)),
+            None => missing.push(frame),
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "{}: {} of the {} annotated frames in {} have no prediction (first: {}); \
+             predict every annotated frame (are these the predictions of the same split?)",
+            source.display(),
+            missing.len(),
+            truth.rows.len(),
+            truth.path.display(),
+            examples(&missing)
+        );
+    }
+    Ok(out)
+}
+
+/// Pair every annotated frame with its decision, in annotation order.
+fn align(
+    truth: &[(FrameRef, FrameLabels)],
+    decisions: &[(FrameRef, Decision)],
+    pred: &Path,
+    labels: &Path,
+) -> Result<(Vec<FrameLabels>, Vec<Decision>)> {
+    let by_frame: HashMap<&FrameRef, &Decision> = decisions.iter().map(|(f, d)| (f, d)).collect();
+    let annotated: HashMap<&FrameRef, ()> = truth.iter().map(|(f, _)| (f, ())).collect();
+    let missing: Vec<&FrameRef> = truth
+        .iter()
+        .map(|(f, _)| f)
+        .filter(|f| !by_frame.contains_key(f))
+        .collect();
+    let unknown: Vec<&FrameRef> = decisions
+        .iter()
+        .map(|(f, _)| f)
+        .filter(|f| !annotated.contains_key(f))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{}: {} of the {} annotated frames in {} have no prediction (first: {}); \
+             predict every annotated frame",
+            pred.display(),
+            missing.len(),
+            truth.len(),
+            labels.display(),
+            examples(&missing)
+        );
+    }
+    if !unknown.is_empty() {
+        bail!(
+            "{}: {} predicted frames are not annotated in {} (first: {}); \
+             is this the right annotation file?",
+            pred.display(),
+            unknown.len(),
+            labels.display(),
+            examples(&unknown)
+        );
+    }
+    let gold = truth.iter().map(|(_, l)| *l).collect();
+    let chosen = truth.iter().map(|(f, _)| *by_frame[f]).collect();
+    Ok((gold, chosen))
+}
+
+/// Up to five frame names, and how many more.
+fn examples(frames: &[&FrameRef]) -> String {
+    let shown: Vec<String> = frames.iter().take(5).map(|f| f.image_name()).collect();
+    let more = frames.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plot_paths_share_the_json_stem() {
+        let (c, a) = plot_paths(Path::new("/runs/x/val-scores.json"));
+        assert_eq!(c, Path::new("/runs/x/val-scores-confusion.png"));
+        assert_eq!(a, Path::new("/runs/x/val-scores-au-f1.png"));
+    }
+}

@@ -1,0 +1,121 @@
+//! `temporal predict`: batch scoring of a split with a trained run.
+//!
+//! Every video of the split is streamed through the chosen checkpoint with the hidden state
+//! carried from segment to segment, and `<out>/<video>.csv` gets one row per frame to score
+//! (the annotated frames, or every frame of the test list); a frame without features takes the
+//! nearest frame's prediction. It does not smooth, ensemble or threshold (see `smooth`, `ensemble`,
+//! `submit`).
+
+use crate::config::TrainConfig;
+use crate::data::normalise::Normalisation;
+use crate::data::{Split, SplitData, SplitLabels};
+use crate::infer::{infer_rows, scored_predictions};
+use crate::model::TemporalMtl;
+use crate::run::{load_weights, Checkpoint, RunDir};
+use crate::train::parse_device;
+use anyhow::{bail, Result};
+use clap::Args;
+use shared::abaw::{prediction_path, write_predictions};
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+
+/// Score every video of a split with a trained run.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The run folder made by `temporal train`.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Which checkpoint of the run.
+    #[arg(long, value_enum, default_value = "best")]
+    pub checkpoint: Checkpoint,
+    /// Which split: the validation videos, or the held-out test list.
+    #[arg(long, value_enum, default_value = "validation")]
+    pub split: Split,
+    /// Output folder for `<video>.csv` [default: <run>/predictions/<split>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Data root [default: the run's].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Feature cache root [default: the run's].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// auto, cpu, cuda, cuda:N [default: the run's].
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+}
+
+/// Run the command.
+pub fn run(args: &PredictArgs) -> Result<()> {
+    let dir = RunDir::open(&args.run)?;
+    let mut cfg = TrainConfig::load(&dir.config())?;
+    if let Some(d) = &args.data {
+        cfg.data = d.clone();
+    }
+    if args.cache.is_some() {
+        cfg.cache = args.cache.clone();
+    }
+    if let Some(d) = &args.device {
+        cfg.device = d.clone();
+    }
+    if args.split == Split::Train {
+        bail!("--split train: score the validation or test split");
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| dir.root.join("predictions").join(args.split.name()));
+    let n = predict(&dir, &cfg, args.checkpoint, args.split, &out)?;
+    println!(
+        "{n} videos of the {} split scored -> {}",
+        args.split.name(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Write the predictions of a split; returns the number of videos.
+pub fn predict(
+    dir: &RunDir,
+    cfg: &TrainConfig,
+    ckpt: Checkpoint,
+    split: Split,
+    out: &Path,
+) -> Result<usize> {
+    let device = parse_device(&cfg.device)?;
+    let labels = SplitLabels::load(&cfg.data, split)?;
+    let mut data = SplitData::load(
+        &cfg.cache_root(),
+        &cfg.features,
+        &labels,
+        cfg.frames,
+        device,
+    )?;
+    if data.dim() as i64 != cfg.model.feat_dim {
+        bail!(
+            "the features {} have {} dims but the run {} was trained on {} dims; \
+             use the same feature sets (and extraction settings) as the run",
+            cfg.features.join("+"),
+            data.dim(),
+            dir.root.display(),
+            cfg.model.feat_dim
+        );
+    }
+    Normalisation::load(&dir.normalisation())?.apply(&mut data.feats)?;
+    let mut vs = VarStore::new(device);
+    let model = TemporalMtl::new(&vs.root(), &cfg.model);
+    let path = dir.checkpoint(ckpt);
+    if !path.exists() {
+        bail!(
+            "{} does not exist: has the run finished an epoch?",
+            path.display()
+        );
+    }
+    load_weights(&mut vs, &path)?;
+    let rows = infer_rows(&model, &data, cfg.streams, cfg.seg_len);
+    let preds = scored_predictions(&data, &rows);
+    for (video, rows) in &preds {
+        write_predictions(&prediction_path(out, video), rows)?;
+    }
+    Ok(preds.len())
+}

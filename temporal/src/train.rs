@@ -1,0 +1,394 @@
+//! `temporal train`: one run of a temporal multi-task model over cached features.
+//!
+//! Each epoch deals the (seeded, shuffled) training videos over B streams and steps through
+//! their segments with the hidden state carried per stream (zeroed at a new video); then streams
+//! the validation split the same way without shuffling, scores it with the challenge metrics,
+//! appends to `metrics.jsonl`, keeps the best checkpoints and draws the plots. Everything an
+//! epoch writes is atomic, and `--resume` restarts after the last completed epoch with the same
+//! weights, optimizer moments, data order and dropout stream, so it ends where an uninterrupted
+//! run would. A NaN or infinite loss stops the run naming the step; the last good checkpoint stays.
+
+use crate::config::TrainConfig;
+use crate::data::normalise::Normalisation;
+use crate::data::streams::StreamPlan;
+use crate::data::{FrameMode, Split, SplitData, SplitLabels};
+use crate::infer::{gather, infer_rows, scored_predictions};
+use crate::model::{Arch, HeadTask, States, TemporalMtl, Topology};
+use crate::optim::Adam;
+use crate::run::{load_weights, save_weights, Checkpoint, EpochMetrics, Progress, RunDir};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use shared::metrics::{score_predictions, MtlScore};
+use shared::tasks::{Task, DEFAULT_AU_THRESHOLDS};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind};
+
+/// Train a temporal multi-task model (flags override the config file).
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training configuration (TOML; every key of `configs/*.toml`) [default: built-in defaults].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Temporal encoder.
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    /// Multi-task topology.
+    #[arg(long, value_enum)]
+    pub topology: Option<Topology>,
+    /// Feedback topology: the head whose top output feeds the target [default: au].
+    #[arg(long, value_enum)]
+    pub source: Option<HeadTask>,
+    /// Feedback topology: the head that reads the source's output [default: expr].
+    #[arg(long, value_enum)]
+    pub target: Option<HeadTask>,
+    /// Task groups to train, comma-separated: va,expr,au.
+    #[arg(long, value_delimiter = ',', value_name = "TASKS")]
+    pub tasks: Option<Vec<Task>>,
+    /// Feature sets joined by frame, comma-separated (cache folder names).
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub features: Option<Vec<String>>,
+    /// Data root with the annotation files [default: data/sample].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Feature cache root [default: <data>/features].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Sequence frames: the annotated ones, or every frame with features.
+    #[arg(long, value_enum)]
+    pub frames: Option<FrameMode>,
+    /// Training epochs [default: 50].
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Seed of initialisation, data order and dropout [default: 0].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// auto, cpu, cuda, cuda:N [default: auto].
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// libtorch threads [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Segment length in frames [default: 250].
+    #[arg(long, value_name = "L")]
+    pub seg_len: Option<usize>,
+    /// Parallel streams (segments per step) [default: 8].
+    #[arg(long, value_name = "B")]
+    pub streams: Option<usize>,
+    /// Adam learning rate [default: 5e-5].
+    #[arg(long, value_name = "LR")]
+    pub lr: Option<f64>,
+    /// Run folder [default: runs/<arch>-<topology>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the interrupted run in --out (its config.toml is used; other flags must agree).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+impl TrainArgs {
+    /// The configuration: the file (or defaults), then every flag given.
+    pub fn resolve(&self) -> Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(p) => TrainConfig::load(p)?,
+            None => TrainConfig::default(),
+        };
+        macro_rules! set {
+            ($field:ident => $($target:tt)+) => {
+                if let Some(v) = &self.$field {
+                    $($target)+ = v.clone();
+                }
+            };
+        }
+        set!(arch => c.model.arch);
+        set!(topology => c.model.topology);
+        set!(source => c.model.source);
+        set!(target => c.model.target);
+        set!(tasks => c.tasks);
+        set!(features => c.features);
+        set!(data => c.data);
+        set!(frames => c.frames);
+        set!(epochs => c.epochs);
+        set!(seed => c.seed);
+        set!(device => c.device);
+        set!(seg_len => c.seg_len);
+        set!(streams => c.streams);
+        set!(lr => c.lr);
+        if self.cache.is_some() {
+            c.cache = self.cache.clone();
+        }
+        if self.threads.is_some() {
+            c.threads = self.threads;
+        }
+        if self.out.is_some() {
+            c.out = self.out.clone();
+        }
+        if c.tasks.is_empty() {
+            bail!("--tasks is empty: choose from va, expr, au");
+        }
+        Ok(c)
+    }
+}
+
+/// Parse `auto | cpu | cuda | cuda:N`.
+pub fn parse_device(s: &str) -> Result<Device> {
+    Ok(match s {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => Device::Cuda(n),
+            None => bail!("--device {s:?}: expected auto, cpu, cuda or cuda:N"),
+        },
+    })
+}
+
+/// Run the command.
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let mut cfg = args.resolve()?;
+    let run_dir = cfg.run_dir();
+    if args.resume {
+        let stored = RunDir::open(&run_dir)?;
+        let mut saved = TrainConfig::load(&stored.config())?;
+        // The stored configuration wins; only the number of epochs may be changed.
+        if args.epochs.is_some() {
+            saved.epochs = cfg.epochs;
+        }
+        cfg = saved;
+    } else if run_dir.join("state").join("progress.json").exists() {
+        bail!(
+            "{} already holds a run; continue it with --resume, or choose another --out",
+            run_dir.display()
+        );
+    }
+    train(&cfg, args.resume).map(|_| ())
+}
+
+/// Train with a resolved configuration; returns the epochs' metrics.
+pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
+    if let Some(n) = cfg.threads {
+        tch::set_num_threads(n as i32);
+    }
+    let device = parse_device(&cfg.device)?;
+    let dir = RunDir::create(&cfg.run_dir())?;
+    let cache = cfg.cache_root();
+
+    let load = |split: Split| -> Result<SplitData> {
+        let labels = SplitLabels::load(&cfg.data, split)?;
+        SplitData::load(&cache, &cfg.features, &labels, cfg.frames, device)
+            .with_context(|| format!("loading the {} split", split.name()))
+    };
+    let mut train_data = load(Split::Train)?;
+    let mut val_data = load(Split::Validation)?;
+    let norm = if resume && dir.normalisation().exists() {
+        Normalisation::load(&dir.normalisation())?
+    } else {
+        Normalisation::fit(&train_data.feats)
+    };
+    norm.apply(&mut train_data.feats)?;
+    norm.apply(&mut val_data.feats)?;
+
+    let mut model_cfg = cfg.model.clone();
+    model_cfg.feat_dim = train_data.dim() as i64;
+    model_cfg.tasks = HeadTask::for_tasks(&cfg.tasks);
+    let mut loss_cfg = cfg.loss.clone();
+    loss_cfg.resolve_auto(&train_data.labels);
+
+    let mut resolved = cfg.clone();
+    resolved.model = model_cfg.clone();
+    resolved.loss = loss_cfg.clone();
+    dir.write_text(&dir.config(), &resolved.to_toml()?)?;
+    norm.save(&dir.normalisation())?;
+
+    tch::manual_seed(cfg.seed as i64);
+    let mut vs = VarStore::new(device);
+    let model = TemporalMtl::new(&vs.root(), &model_cfg);
+    let mut opt = Adam::new(&vs, cfg.lr);
+    let mut progress = Progress::default();
+    let mut history = Vec::new();
+    if resume {
+        progress = dir.read_progress()?;
+        if progress.epochs_done > 0 {
+            load_weights(&mut vs, &dir.checkpoint(Checkpoint::Last))?;
+            opt.load(&dir.optimizer())?;
+            history = dir.read_metrics()?;
+            history.truncate(progress.epochs_done);
+            tracing::info!(
+                "resuming {} after epoch {}",
+                dir.root.display(),
+                progress.epochs_done
+            );
+        }
+    }
+    let log_line = |line: &str| -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.root.join("train.log"))?;
+        writeln!(f, "{line}")?;
+        Ok(())
+    };
+    log_line(&format!(
+        "train: {} videos, {} frames x {} dims ({}); validation: {} videos, {} frames; model {} {}",
+        train_data.videos.len(),
+        train_data.n_rows(),
+        train_data.dim(),
+        cfg.features.join("+"),
+        val_data.videos.len(),
+        val_data.n_rows(),
+        model_cfg.arch,
+        model_cfg.topology
+    ))?;
+
+    let spans: Vec<(usize, usize)> = train_data
+        .videos
+        .iter()
+        .map(|v| (v.start, v.len()))
+        .collect();
+    for epoch in progress.epochs_done + 1..=cfg.epochs {
+        let started = Instant::now();
+        // Data order and dropout depend only on (seed, epoch): a resumed run replays them.
+        let epoch_seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
+        tch::manual_seed(epoch_seed as i64);
+        let plan = StreamPlan::new(&spans, cfg.streams, cfg.seg_len, Some(epoch_seed));
+        let bar = progress_bar(epoch, cfg.epochs, train_data.n_rows() as u64);
+        let mut states: Option<States> = None;
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        let mut total = 0.0;
+        for t in 0..plan.n_steps() {
+            let step = plan.step(t, device);
+            let (x, labels) = gather(&train_data, &step);
+            let carried = states.as_ref().map(|s| s.carry(&step.reset.logical_not()));
+            let pad = step.valid.logical_not();
+            let (out, new_states) = model.forward_t(&x, Some(&pad), carried.as_ref(), true);
+            let (loss, parts) = crate::loss::mtl_loss(&out, &labels, &step.valid, &loss_cfg);
+            let value = loss.double_value(&[]);
+            if !value.is_finite() {
+                bar.abandon();
+                bail!(
+                    "the loss became {value} at epoch {epoch}, step {} of {}; stopped. The last good \
+                     checkpoint is {} (epoch {}). Try a lower --lr or check the features for NaN.",
+                    t + 1,
+                    plan.n_steps(),
+                    dir.checkpoint(Checkpoint::Last).display(),
+                    epoch - 1
+                );
+            }
+            opt.zero_grad();
+            loss.backward();
+            opt.clip_grad_norm(cfg.clip);
+            opt.step();
+            states = Some(new_states);
+            total += value;
+            for (k, v) in parts {
+                *sums.entry(k).or_default() += v;
+            }
+            let frames = step.valid.sum(Kind::Int64).int64_value(&[]) as u64;
+            bar.inc(frames);
+            bar.set_message(format!("loss {value:.4}"));
+        }
+        let train_secs = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let steps = plan.n_steps().max(1) as f64;
+
+        let val_started = Instant::now();
+        let score = validate(&model, &val_data, cfg)?;
+        let val_secs = val_started.elapsed().as_secs_f64();
+        let m = EpochMetrics {
+            epoch,
+            loss: total / steps,
+            losses: sums.into_iter().map(|(k, v)| (k, v / steps)).collect(),
+            p_mtl: score.p_mtl,
+            validation: score,
+            seconds: started.elapsed().as_secs_f64(),
+            train_fps: train_data.n_rows() as f64 / train_secs.max(1e-9),
+            val_fps: val_data.n_rows() as f64 / val_secs.max(1e-9),
+        };
+        let line = format!(
+            "epoch {epoch}/{}: loss {:.4}  val P_MTL {:.4} (CCC v {:.3} a {:.3}, F1 expr {:.3}, F1 au {:.3})  {:.0} frames/s  {:.1} s",
+            cfg.epochs, m.loss, m.p_mtl, m.validation.ccc_valence, m.validation.ccc_arousal,
+            m.validation.f1_expr, m.validation.f1_au, m.train_fps, m.seconds
+        );
+        eprintln!("{line}");
+        log_line(&line)?;
+
+        // Checkpoints first, progress last: a crash in between replays this epoch on resume.
+        for (ckpt, value, trained) in [
+            (Checkpoint::Best, m.p_mtl, true),
+            (
+                Checkpoint::BestVa,
+                (m.validation.ccc_valence + m.validation.ccc_arousal) / 2.0,
+                cfg.tasks.contains(&Task::Va),
+            ),
+            (
+                Checkpoint::BestExpr,
+                m.validation.f1_expr,
+                cfg.tasks.contains(&Task::Expr),
+            ),
+            (
+                Checkpoint::BestAu,
+                m.validation.f1_au,
+                cfg.tasks.contains(&Task::Au),
+            ),
+        ] {
+            let best = progress
+                .best
+                .get(ckpt.name())
+                .copied()
+                .unwrap_or(f64::NEG_INFINITY);
+            if trained && value > best {
+                save_weights(&vs, &dir.checkpoint(ckpt))?;
+                progress.best.insert(ckpt.name().to_string(), value);
+            }
+        }
+        save_weights(&vs, &dir.checkpoint(Checkpoint::Last))?;
+        opt.save(&dir.optimizer())?;
+        history.push(m);
+        dir.write_metrics(&history)?;
+        if let Err(e) = crate::plots::draw(&dir.plots(), &history) {
+            tracing::warn!("plots not drawn: {e:#}");
+        }
+        progress.epochs_done = epoch;
+        dir.write_text(&dir.progress(), &serde_json::to_string_pretty(&progress)?)?;
+    }
+    println!("run folder: {}", dir.root.display());
+    if let Some(best) = history.iter().map(|m| m.p_mtl).reduce(f64::max) {
+        println!(
+            "best validation P_MTL {best:.4} -> {}",
+            dir.checkpoint(Checkpoint::Best).display()
+        );
+    }
+    Ok(history)
+}
+
+/// Stream the validation split and score it.
+fn validate(model: &TemporalMtl, data: &SplitData, cfg: &TrainConfig) -> Result<MtlScore> {
+    let rows = infer_rows(model, data, cfg.streams, cfg.seg_len);
+    let preds = scored_predictions(data, &rows);
+    let mut labels = Vec::new();
+    let mut flat = Vec::new();
+    for span in &data.videos {
+        let p = &preds[&span.video];
+        for ((_, l), (_, pr)) in span.scored.iter().zip(p) {
+            labels.push(*l);
+            flat.push(*pr);
+        }
+    }
+    Ok(score_predictions(&labels, &flat, &DEFAULT_AU_THRESHOLDS))
+}
+
+fn progress_bar(epoch: usize, epochs: usize, frames: u64) -> ProgressBar {
+    let bar = ProgressBar::new(frames);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} frames {per_sec} ETA {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    bar
+}

@@ -11,7 +11,7 @@ CACHE      ?= $(DATA)/features
 FEATURES   ?= hog
 DEMO_OUT   ?= out/demo
 
-.PHONY: help setup build sample-data features demo test test-unit lint fmt bench bench-extract bench-temporal clean
+.PHONY: help setup build sample-data features demo test test-unit test-slurm lint fmt bench bench-extract bench-temporal clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -33,9 +33,12 @@ demo: setup ## the whole pipeline end to end on the embedded synthetic data set
 
 test: setup ## every test (unit, parity, end to end), lint included
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace --no-fail-fast
+	OMP_NUM_THREADS=1 $(CARGO) test --workspace --no-fail-fast
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
 	$(CARGO) fmt --all --check
+
+test-slurm: setup ## Slurm arrays and a sweep on a throw-away one-node cluster (installs slurm-wlm, munge)
+	@bash scripts/test-slurm.sh
 
 lint: ## clippy without warnings and rustfmt
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -9,7 +9,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. Debian packages: HDF5 (feature cache), ffmpeg (video files), pkg-config.
 need=()
-for pkg in libhdf5-dev hdf5-tools pkg-config ffmpeg; do
+for pkg in libhdf5-dev hdf5-tools pkg-config ffmpeg fonts-dejavu-core; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

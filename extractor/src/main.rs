@@ -8,12 +8,14 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::SampleData(args) => extractor::sample_data::run(args),
         Command::Extract(args) => extractor::extract::run(args),
         Command::Inspect(args) => extractor::inspect::run(args),
+        Command::Bench(args) => extractor::bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -18,6 +18,8 @@ pub enum Command {
     Train(crate::train::TrainArgs),
     /// Score the validation or test videos with a trained run (one CSV per video).
     Predict(crate::predict::PredictArgs),
+    /// List the members of a training sweep (and the Slurm array to submit), or their status.
+    Sweep(crate::sweep::SweepArgs),
     /// Chance-level predictions drawn from the training labels (the floor to beat).
     Baseline(crate::baseline::BaselineArgs),
     /// Score an MTL submission file or a predictions folder against MTL annotations (CCC, F1, P_MTL).
@@ -38,6 +40,7 @@ impl Command {
             Command::Predict(a) => crate::predict::run(a),
             Command::Evaluate(a) => crate::evaluate::run(a),
             Command::Baseline(a) => crate::baseline::run(a),
+            Command::Sweep(a) => crate::sweep::run(a),
             Command::Smooth(a) => crate::smooth::run(a),
             Command::Ensemble(a) => crate::ensemble::run(a),
             Command::Submit(a) => crate::submit::run(a),

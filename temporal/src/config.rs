@@ -46,6 +46,8 @@ pub struct TrainConfig {
     pub model: ModelConfig,
     /// The loss.
     pub loss: LossConfig,
+    /// k-fold by video: validate on fold K of N instead of the official validation set.
+    pub fold: Option<crate::sweep::Fold>,
 }
 
 impl Default for TrainConfig {
@@ -67,6 +69,7 @@ impl Default for TrainConfig {
             clip: 5.0,
             model: ModelConfig::default(),
             loss: LossConfig::default(),
+            fold: None,
         }
     }
 }

@@ -50,11 +50,16 @@ const VOTE_TIE: f64 = 1e-9;
 pub const ENSEMBLE_FILE: &str = "ensemble.json";
 
 /// Combine prediction folders of several models frame by frame.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct EnsembleArgs {
-    /// Two or more folders of prediction CSVs (`<video>.csv`) covering the same frames.
-    #[arg(value_name = "PREDS", required = true, num_args = 2..)]
+    /// Folders of prediction CSVs (`<video>.csv`) covering the same frames, two or more in all; a
+    /// run folder stands for its `predictions/<split>`, and a sweep folder for every finished
+    /// member run in it (unfinished members are skipped with a warning).
+    #[arg(value_name = "PREDS", required = true, num_args = 1..)]
     pub preds: Vec<PathBuf>,
+    /// With run or sweep folders: which split's predictions to combine.
+    #[arg(long, value_enum, default_value = "validation")]
+    pub split: crate::data::Split,
     /// Output folder: one combined `<video>.csv` per video and `ensemble.json`.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -365,8 +370,65 @@ pub fn read_ensemble_file(path: &Path) -> Result<EnsembleFile> {
     })
 }
 
+/// The prediction folders PREDS stand for: a run folder gives `<run>/predictions/<split>`, a
+/// sweep folder (holding run folders) each finished member's; other folders are taken as they are.
+pub fn expand_members(preds: &[PathBuf], split: crate::data::Split) -> Result<Vec<PathBuf>> {
+    let of_run = |run: &Path| run.join("predictions").join(split.name());
+    let mut out = Vec::new();
+    for p in preds {
+        if p.join("config.toml").exists() {
+            out.push(of_run(p));
+            continue;
+        }
+        let runs: Vec<PathBuf> = match std::fs::read_dir(p) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|d| d.join("config.toml").exists())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if runs.is_empty() {
+            out.push(p.clone());
+            continue;
+        }
+        let finished = crate::sweep::finished_runs(p)?;
+        for r in &runs {
+            if !finished.contains(r) {
+                tracing::warn!("{}: not finished, left out of the ensemble", r.display());
+            }
+        }
+        for r in finished {
+            let dir = of_run(&r);
+            if dir.is_dir() {
+                out.push(dir);
+            } else {
+                tracing::warn!(
+                    "{}: finished but has no {} predictions (run `temporal predict --run {} --split {}`); left out",
+                    r.display(),
+                    split.name(),
+                    r.display(),
+                    split.name()
+                );
+            }
+        }
+    }
+    if out.len() < 2 {
+        bail!(
+            "an ensemble needs two or more members; PREDS gave {}: {:?}",
+            out.len(),
+            out
+        );
+    }
+    Ok(out)
+}
+
 /// Run the command: read and check the members, combine, write the CSVs and `ensemble.json`.
 pub fn run(args: &EnsembleArgs) -> Result<()> {
+    let preds = expand_members(&args.preds, args.split)?;
+    let args = &EnsembleArgs {
+        preds,
+        ..args.clone()
+    };
     let n = args.preds.len();
     let members: Vec<PredictionSet> = args
         .preds

@@ -24,4 +24,5 @@ pub mod predict;
 pub mod run;
 pub mod smooth;
 pub mod submit;
+pub mod sweep;
 pub mod train;

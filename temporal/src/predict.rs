@@ -83,7 +83,10 @@ pub fn predict(
     out: &Path,
 ) -> Result<usize> {
     let device = parse_device(&cfg.device)?;
-    let labels = SplitLabels::load(&cfg.data, split)?;
+    let labels = match split {
+        Split::Validation => crate::train::labelled_splits(cfg)?.1,
+        _ => SplitLabels::load(&cfg.data, split)?,
+    };
     let mut data = SplitData::load(
         &cfg.cache_root(),
         &cfg.features,

@@ -16,6 +16,7 @@ use crate::infer::{gather, infer_rows, scored_predictions};
 use crate::model::{Arch, HeadTask, States, TemporalMtl, Topology};
 use crate::optim::Adam;
 use crate::run::{load_weights, save_weights, Checkpoint, EpochMetrics, Progress, RunDir};
+use crate::sweep::{self, Fold, MemberStatus};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -85,17 +86,30 @@ pub struct TrainArgs {
     /// Run folder [default: runs/<arch>-<topology>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Continue the interrupted run in --out (its config.toml is used; other flags must agree).
+    /// Continue the interrupted run in --out (its config.toml is used; only --epochs may change).
     #[arg(long)]
     pub resume: bool,
+    /// Run one member of this sweep definition (see `temporal sweep`); a finished member is
+    /// skipped and an interrupted one resumed, so a rerun of the array completes what is missing.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "arch", "topology", "seed", "out", "resume"])]
+    pub sweep: Option<PathBuf>,
+    /// Member of --sweep to run [default: $SLURM_ARRAY_TASK_ID].
+    #[arg(long, value_name = "N", requires = "sweep")]
+    pub sweep_index: Option<usize>,
+    /// k-fold by video: validate on fold K of N (0 = the official validation set), train on the
+    /// rest of both official splits (see `temporal::sweep` for the deterministic assignment).
+    #[arg(long, value_name = "K/N")]
+    pub fold: Option<Fold>,
 }
 
 impl TrainArgs {
     /// The configuration: the file (or defaults), then every flag given.
     pub fn resolve(&self) -> Result<TrainConfig> {
-        let mut c = match &self.config {
-            Some(p) => TrainConfig::load(p)?,
-            None => TrainConfig::default(),
+        let sweep_file = self.sweep.as_deref().map(sweep::load).transpose()?;
+        let mut c = match (&sweep_file, &self.config) {
+            (Some(s), _) => sweep::base_config(s)?,
+            (None, Some(p)) => TrainConfig::load(p)?,
+            (None, None) => TrainConfig::default(),
         };
         macro_rules! set {
             ($field:ident => $($target:tt)+) => {
@@ -127,6 +141,26 @@ impl TrainArgs {
         if self.out.is_some() {
             c.out = self.out.clone();
         }
+        if self.fold.is_some() {
+            c.fold = self.fold;
+        }
+        if let Some(s) = &sweep_file {
+            let index = match self.sweep_index {
+                Some(i) => Some(i),
+                None => sweep::index_from_env(|k| std::env::var(k).ok())?,
+            };
+            let member = sweep::select(s, index)?;
+            sweep::apply(s, &member, &mut c);
+            if member.fold.is_some() {
+                c.fold = member.fold;
+            }
+            tracing::info!(
+                "sweep {}: member {} ({})",
+                s.name,
+                member.index,
+                member.name
+            );
+        }
         if c.tasks.is_empty() {
             bail!("--tasks is empty: choose from va, expr, au");
         }
@@ -151,7 +185,24 @@ pub fn parse_device(s: &str) -> Result<Device> {
 pub fn run(args: &TrainArgs) -> Result<()> {
     let mut cfg = args.resolve()?;
     let run_dir = cfg.run_dir();
-    if args.resume {
+    let mut resume = args.resume;
+    if args.sweep.is_some() {
+        match sweep::member_status(&run_dir)? {
+            MemberStatus::Finished { epochs } => {
+                println!(
+                    "{} has finished its {epochs} epochs; nothing to do",
+                    run_dir.display()
+                );
+                return Ok(());
+            }
+            MemberStatus::Partial { done, .. } => {
+                tracing::info!("{}: {done} epochs done; resuming", run_dir.display());
+                resume = true;
+            }
+            MemberStatus::NotStarted => {}
+        }
+    }
+    if resume {
         let stored = RunDir::open(&run_dir)?;
         let mut saved = TrainConfig::load(&stored.config())?;
         // The stored configuration wins; only the number of epochs may be changed.
@@ -165,7 +216,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             run_dir.display()
         );
     }
-    train(&cfg, args.resume).map(|_| ())
+    train(&cfg, resume).map(|_| ())
 }
 
 /// Train with a resolved configuration; returns the epochs' metrics.
@@ -177,13 +228,13 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
     let dir = RunDir::create(&cfg.run_dir())?;
     let cache = cfg.cache_root();
 
-    let load = |split: Split| -> Result<SplitData> {
-        let labels = SplitLabels::load(&cfg.data, split)?;
-        SplitData::load(&cache, &cfg.features, &labels, cfg.frames, device)
-            .with_context(|| format!("loading the {} split", split.name()))
+    let (train_labels, val_labels) = labelled_splits(cfg)?;
+    let load = |labels: &SplitLabels| -> Result<SplitData> {
+        SplitData::load(&cache, &cfg.features, labels, cfg.frames, device)
+            .with_context(|| format!("loading the {} split", labels.split.name()))
     };
-    let mut train_data = load(Split::Train)?;
-    let mut val_data = load(Split::Validation)?;
+    let mut train_data = load(&train_labels)?;
+    let mut val_data = load(&val_labels)?;
     let norm = if resume && dir.normalisation().exists() {
         Normalisation::load(&dir.normalisation())?
     } else {
@@ -363,6 +414,16 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
         );
     }
     Ok(history)
+}
+
+/// The training and validation labels of a run, after its k-fold split if it has one.
+pub fn labelled_splits(cfg: &TrainConfig) -> Result<(SplitLabels, SplitLabels)> {
+    let mut train = SplitLabels::load(&cfg.data, Split::Train)?;
+    let mut validation = SplitLabels::load(&cfg.data, Split::Validation)?;
+    if let Some(fold) = cfg.fold {
+        sweep::apply_fold(&mut train, &mut validation, fold)?;
+    }
+    Ok((train, validation))
 }
 
 /// Stream the validation split and score it.

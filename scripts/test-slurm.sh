@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# `make test-slurm`: the Slurm scale-out of issue 8 on a real one-node cluster on this machine.
+#
+# 1. Installs Debian's slurm-wlm and munge if missing, starts a throw-away cluster under a fresh
+#    /tmp/test-slurm.XXXXXX (scripts/slurm/start-cluster.sh).
+# 2. Extraction array: 4 tasks of configs/slurm/extract.sbatch over generated data (8 videos,
+#    about 300 frames each, HOG) fill one cache; it must equal a single-process run, file by file
+#    (datasets and attributes, and byte for byte).
+# 3. A second array in which one task is cancelled while it runs (between its two videos);
+#    `extractor inspect` must show the cache incomplete; the same array resubmitted must complete
+#    only what was missing (files already there are not rewritten) and give the same cache again.
+# 4. A 3-member training sweep (3 seeds) through configs/slurm/train-sweep.sbatch, then the
+#    members' validation predictions are ensembled (the mean is checked by hand on one row).
+#    Needs `temporal train --sweep-index` and `temporal sweep`; reported NOT RUN without them.
+#
+# Always cleans up: jobs cancelled, daemons stopped by PID, the temporary folder removed
+# (KEEP=1 keeps it for debugging). Prints "SKIPPED: ..." and exits 0 only when Slurm cannot be
+# installed here. Ends with the line "slurm: N passed, M failed" (plus "K not run").
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+REPO=$(pwd)
+X=${EXTRACTOR:-$REPO/target/release/extractor}   # the jobs see the same EXTRACTOR / TEMPORAL
+T=${TEMPORAL:-$REPO/target/release/temporal}
+VIDEOS=8
+FRAMES=300   # long enough (about 0.5 s a video) to cancel a task between two videos
+TASKS=4
+
+# An outer Slurm job (someone running the tests on a cluster node) must not leak into ours.
+for v in $(compgen -e | grep -E '^(SLURM_|SBATCH_|SALLOC_|SRUN_)'); do unset "$v"; done
+
+passed=0 failed=0 notrun=0
+pass() { echo "PASS: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+not_run() { echo "NOT RUN: $*"; notrun=$((notrun + 1)); }
+check() {  # check DESCRIPTION COMMAND...: one counted check
+  local what=$1; shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+summary() {
+  local line="slurm: $passed passed, $failed failed"
+  [ "$notrun" -gt 0 ] && line="$line, $notrun not run"
+  echo "$line"
+}
+
+# --- 1. Slurm -----------------------------------------------------------------------------------
+have_slurm() {
+  local t
+  for t in munged mungekey slurmctld slurmd sbatch squeue scancel scontrol sinfo; do
+    command -v "$t" >/dev/null || return 1
+  done
+}
+if ! have_slurm; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "SKIPPED: Slurm is not installed and installing it (apt-get install slurm-wlm munge) needs root"
+    exit 0
+  fi
+  if ! command -v apt-get >/dev/null; then
+    echo "SKIPPED: Slurm is not installed and this machine has no apt-get to install slurm-wlm and munge"
+    exit 0
+  fi
+  echo "installing slurm-wlm and munge (apt-get)"
+  log=$(mktemp /tmp/test-slurm-apt.XXXXXX)
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >"$log" 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$log" 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >>"$log" 2>&1
+  fi
+  if ! have_slurm; then
+    echo "SKIPPED: cannot install slurm-wlm and munge here; apt-get said:"
+    tail -n 5 "$log"
+    rm -f "$log"
+    exit 0
+  fi
+  rm -f "$log"
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "FAIL: the test cluster's daemons run as root; run make test-slurm as root"
+  exit 1
+fi
+for bin in "$X" "$T"; do
+  if [ ! -x "$bin" ]; then
+    echo "FAIL: $bin is missing; build it first (make setup, or cargo build --release --bins)"
+    exit 1
+  fi
+done
+
+BASE=$(mktemp -d /tmp/test-slurm.XXXXXX)
+cleanup() {
+  BASE="$BASE/cluster" bash "$REPO/scripts/slurm/stop-cluster.sh" >/dev/null 2>&1
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $BASE"; else rm -rf "$BASE"; fi
+}
+trap cleanup EXIT
+trap 'echo "interrupted"; exit 130' INT TERM
+mkdir -p "$BASE/logs"
+
+started=$SECONDS
+if ! BASE="$BASE/cluster" bash scripts/slurm/start-cluster.sh; then
+  fail "start the one-node cluster (logs above)"
+  summary
+  exit 1
+fi
+# shellcheck source=/dev/null
+. "$BASE/cluster/env.sh"
+# shellcheck source=scripts/slurm/lib.sh
+. scripts/slurm/lib.sh
+CPUS=$(sinfo -h -N -o %c | head -n 1)
+
+submit() {  # submit SBATCH-ARGS...: prints the job id
+  sbatch --parsable --chdir="$REPO" --output="$BASE/logs/%x-%A_%a.out" "$@" </dev/null | cut -d';' -f1
+}
+expected_states() {  # expected_states STATE IDS...: what slurm_task_states prints
+  local st=$1 i; shift
+  for i in "$@"; do echo "$i $st 0:0"; done
+}
+show_logs() {  # show_logs JOB-NAME JOBID: the tail of every task's output
+  local f
+  for f in "$BASE/logs/$1-$2"_*.out; do
+    [ -e "$f" ] && { echo "--- $f"; tail -n 8 "$f"; }
+  done
+}
+run_array() {  # run_array JOBID NAME [FIRST_ID]: wait, then check that every task completed
+  local job=$1 name=$2 first=${3:-0} got want
+  if ! slurm_wait "$job" 180; then
+    fail "$name: finished within 180 s"; show_logs "$name" "$job"; return 1
+  fi
+  got=$(slurm_task_states "$job")
+  want=$(expected_states COMPLETED $(seq "$first" $((first + TASKS - 1))))
+  if [ "$got" = "$want" ]; then
+    pass "$name: all $TASKS array tasks completed"
+  else
+    fail "$name: all $TASKS array tasks completed (got: $(tr '\n' ';' <<<"$got"))"
+    show_logs "$name" "$job"
+    return 1
+  fi
+}
+
+# Caches: same files, same HDF5 content (h5dump of every dataset and attribute), same bytes.
+h5_files() { (cd "$1" && find . -type f -name '*.h5' | sort); }
+same_files() {
+  diff <(h5_files "$1") <(h5_files "$2") >/dev/null || { echo "  file lists differ:"; diff <(h5_files "$1") <(h5_files "$2") | head; return 1; }
+}
+same_content() {
+  local f
+  for f in $(h5_files "$1"); do
+    if ! diff <(cd "$1" && h5dump "$f") <(cd "$2" && h5dump "$f") >/dev/null; then
+      echo "  $f: content differs:"; diff <(cd "$1" && h5dump "$f") <(cd "$2" && h5dump "$f") | head -n 8
+      return 1
+    fi
+  done
+}
+same_bytes() {
+  local f
+  for f in $(h5_files "$1"); do
+    cmp -s "$1/$f" "$2/$f" || { echo "  $f: bytes differ ($(cmp "$1/$f" "$2/$f" 2>&1 | head -n 1))"; return 1; }
+  done
+}
+inspect_field() {  # inspect_field CACHE FIELD: a field of the hog summary of `extractor inspect --json`
+  "$X" inspect "$1" --json | python3 -c '
+import json, sys
+field = sys.argv[1]
+for s in json.load(sys.stdin):
+    if s["backbone"] == "hog":
+        v = s[field]
+        print(len(v) if isinstance(v, list) else v)
+        break
+else:
+    print("none")' "$2"
+}
+count_h5() { find "$1" -type f -name '*.h5' | wc -l; }
+
+# --- 2. extraction array vs. a single process ---------------------------------------------------
+echo "== generated data: $VIDEOS videos of about $FRAMES frames; single-process reference cache"
+"$X" sample-data --out "$BASE/data" --videos "$VIDEOS" --frames "$FRAMES" >"$BASE/logs/sample-data.out" 2>&1 \
+  || { cat "$BASE/logs/sample-data.out"; fail "extractor sample-data"; summary; exit 1; }
+n_videos=$(find "$BASE/data/cropped_aligned" -mindepth 1 -maxdepth 1 -type d | wc -l)
+"$X" extract --data "$BASE/data" --out "$BASE/ref" --backbone hog --shard 0/1 --threads 1 --device cpu \
+  >"$BASE/logs/reference.out" 2>&1 \
+  || { tail "$BASE/logs/reference.out"; fail "single-process extraction"; summary; exit 1; }
+check "single-process run cached all $n_videos videos" test "$(count_h5 "$BASE/ref")" = "$n_videos"
+
+extract_args=(configs/slurm/extract.sbatch --data "$BASE/data" --out "$BASE/cache1" --backbone hog)
+echo "== extraction array ($TASKS tasks, ids from 1: shard = id - SLURM_ARRAY_TASK_MIN) -> one cache"
+job=$(submit --array=1-$TASKS --cpus-per-task=1 --job-name=extract1 "${extract_args[@]}")
+if run_array "$job" extract1 1; then
+  shares_ok=1
+  for i in $(seq 0 $((TASKS - 1))); do
+    log="$BASE/logs/extract1-${job}_$((i + 1)).out"
+    want=$(( (n_videos - i + TASKS - 1) / TASKS ))   # videos at positions i, i+4, ...
+    if ! grep -q "processing shard $i/$TASKS" "$log" || ! grep -q "^hog: $want videos written" "$log"; then
+      shares_ok=0
+      echo "  task $((i + 1)): expected shard $i/$TASKS and '$want videos written' in $log:"; tail -n 3 "$log"
+    fi
+  done
+  check "task i+1 extracted exactly shard i/$TASKS (videos i, i+$TASKS, ...)" test $shares_ok = 1
+  check "array cache has the same files as the single-process run" same_files "$BASE/ref" "$BASE/cache1"
+  check "array cache equals the single-process run (h5dump: datasets and attributes)" same_content "$BASE/ref" "$BASE/cache1"
+  check "array cache is byte-identical to the single-process run" same_bytes "$BASE/ref" "$BASE/cache1"
+fi
+
+# --- 3. a task cancelled mid-run, then the same array resubmitted ----------------------------------
+echo "== second array: cancel task 1 while it runs, inspect, resubmit"
+extract_args=(configs/slurm/extract.sbatch --data "$BASE/data" --out "$BASE/cache2" --backbone hog)
+# One task at a time (each asks for every CPU), so task 1 starts only after task 0 has finished.
+job=$(submit --array=0-$((TASKS - 1)) --cpus-per-task="$CPUS" --job-name=extract2 "${extract_args[@]}")
+# Shard 1 holds the videos at sorted positions 1, 5, ...: cancel the task once the first of them
+# is cached, while it works on the next one.
+first_of_shard1=$(h5_files "$BASE/ref" | sed -n 2p)
+state=
+for _ in $(seq 1 1200); do
+  state=$(slurm_task_state "$job" 1)
+  [ "$state" = RUNNING ] && [ -e "$BASE/cache2/$first_of_shard1" ] && break
+  case "$state" in COMPLETED|FAILED|CANCELLED*|TIMEOUT|NODE_FAIL) break ;; esac
+  sleep 0.05
+done
+if [ "$state" = RUNNING ]; then
+  scancel "${job}_1"
+  slurm_wait "$job" 180
+  got=$(slurm_task_states "$job" | awk '{print $1, $2}' | tr '\n' ';')
+  check "task 1 cancelled, the others completed" test "$got" = "0 COMPLETED;1 CANCELLED;2 COMPLETED;3 COMPLETED;"
+  have=$(inspect_field "$BASE/cache2" videos)
+  check "extractor inspect shows the cache incomplete after the cancel ($have of $n_videos videos)" \
+    test "$have" -lt "$n_videos"
+  before=$(cd "$BASE/cache2" && find . -type f -name '*.h5' -printf '%p %i %T@\n' | sort)
+  job=$(submit --array=0-$((TASKS - 1)) --cpus-per-task=1 --job-name=extract3 "${extract_args[@]}")
+  if run_array "$job" extract3; then
+    after=$(cd "$BASE/cache2" && find . -type f -name '*.h5' -printf '%p %i %T@\n' | sort)
+    kept=$(comm -23 <(echo "$before") <(echo "$after"))
+    check "the rerun left the $(grep -c . <<<"$before") complete files untouched (same inode and mtime)" test -z "$kept"
+    written=$(cat "$BASE/logs/extract3-${job}"_*.out | awk '/^hog: [0-9]+ videos written/ { n += $2 } END { print n + 0 }')
+    check "the rerun extracted only the $((n_videos - have)) missing videos (wrote ${written:-?})" \
+      test "${written:-x}" = $((n_videos - have))
+    check "extractor inspect shows all $n_videos videos after the rerun" test "$(inspect_field "$BASE/cache2" videos)" = "$n_videos"
+    temps=$(inspect_field "$BASE/cache2" incomplete_files)
+    check "extractor inspect shows no incomplete files after the rerun ($temps)" test "$temps" = 0
+    check "resumed cache has the same files as the single-process run" same_files "$BASE/ref" "$BASE/cache2"
+    check "resumed cache equals the single-process run (h5dump)" same_content "$BASE/ref" "$BASE/cache2"
+    check "resumed cache is byte-identical to the single-process run" same_bytes "$BASE/ref" "$BASE/cache2"
+  fi
+else
+  fail "task 1 of the second array was seen running with its first video cached, so it could be cancelled (state '${state:-none}')"
+  show_logs extract2 "$job"
+fi
+
+echo "== SHARDS=$TASKS with --array=1,3: only shards 1/$TASKS and 3/$TASKS"
+job=$(SHARDS=$TASKS submit --array=1,3 --cpus-per-task=1 --job-name=extract4 \
+      configs/slurm/extract.sbatch --data "$BASE/data" --out "$BASE/cache4" --backbone hog)
+if slurm_wait "$job" 180; then
+  got=$(slurm_task_states "$job" | tr '\n' ';')
+  check "both tasks completed" test "$got" = "1 COMPLETED 0:0;3 COMPLETED 0:0;"
+  # Shards 1 and 3 of 4 are the videos at sorted positions 1, 3, 5, 7: every second file.
+  check "the cache holds exactly the videos of shards 1 and 3" \
+    diff <(h5_files "$BASE/ref" | sed -n '2~2p') <(h5_files "$BASE/cache4")
+else
+  fail "SHARDS array finished within 180 s"
+fi
+
+# --- 4. training sweep of 3 members, ensembled -----------------------------------------------------
+echo "== training sweep (3 seeds) through train-sweep.sbatch, then an ensemble"
+if ! "$T" train --help 2>/dev/null | grep -q -- '--sweep-index'; then
+  not_run "training sweep: 'temporal train' has no --sweep-index yet"
+elif ! "$T" sweep --help >/dev/null 2>&1; then
+  not_run "training sweep: there is no 'temporal sweep' subcommand yet"
+else
+  cat >"$BASE/sweep-base.toml" <<EOF
+data = "$BASE/data"
+cache = "$BASE/cache1"
+features = ["hog"]
+epochs = 2
+seg_len = 16
+streams = 2
+lr = 1e-3
+threads = 1
+[model]
+hidden = 16
+d_model = 16
+n_layers = 1
+n_heads = 2
+ff = 32
+dropout = 0.1
+EOF
+  cat >"$BASE/sweep.toml" <<EOF
+name = "slurm-test"
+base = "$BASE/sweep-base.toml"
+out = "$BASE/sweep"
+seeds = [0, 1, 2]
+archs = ["lstm"]
+topologies = ["basic"]
+EOF
+  listing=$("$T" sweep "$BASE/sweep.toml" --list 2>&1)
+  check "temporal sweep --list gives an array size of 3" grep -qx 'array size: 3' <<<"$listing"
+  job=$(PREDICT=validation submit --array=0-2 --cpus-per-task=1 --job-name=sweep \
+        configs/slurm/train-sweep.sbatch "$BASE/sweep.toml")
+  TASKS=3 run_array "$job" sweep
+  status=$("$T" sweep "$BASE/sweep.toml" 2>&1)
+  check "temporal sweep reports the 3 members finished" grep -qx 'finished: 3 of 3' <<<"$status"
+  mapfile -t members < <(awk 'NR > 2 && $1 ~ /^[0-9]+$/ { print $2 }' <<<"$listing")
+  preds=()
+  for m in "${members[@]}"; do preds+=("$BASE/sweep/$m/predictions/validation"); done
+  n_pred=0
+  for p in "${preds[@]}"; do [ -n "$(ls "$p"/*.csv 2>/dev/null)" ] && n_pred=$((n_pred + 1)); done
+  check "each of the 3 members wrote validation predictions" test "$n_pred" = 3
+  if [ "$n_pred" = 3 ]; then
+    if "$T" ensemble "${preds[@]}" --out "$BASE/ensemble" >"$BASE/logs/ensemble.out" 2>&1; then
+      pass "temporal ensemble of the 3 members"
+      first=$(cd "${preds[0]}" && find . -maxdepth 1 -name "*.csv" | sort | head -n 1)
+      # Row 2 (first frame), column 2 (valence): the ensemble is the mean of the members.
+      check "ensemble valence = mean of the members' (first frame of $first)" python3 - "$BASE/ensemble/$first" \
+        "${preds[0]}/$first" "${preds[1]}/$first" "${preds[2]}/$first" <<'EOF'
+import csv, sys
+rows = [list(csv.reader(open(p)))[1] for p in sys.argv[1:]]
+ens, members = float(rows[0][1]), [float(r[1]) for r in rows[1:]]
+mean = sum(members) / 3
+print(f"  members {members}, mean {mean:.6f}, ensemble {ens:.6f}")
+assert len(set(members)) > 1, "the three seeds gave identical predictions"
+assert abs(ens - mean) < 1e-5
+EOF
+    else
+      tail -n 5 "$BASE/logs/ensemble.out"
+      fail "temporal ensemble of the 3 members"
+    fi
+  fi
+fi
+
+echo "(took $((SECONDS - started)) s)"
+summary
+[ "$failed" = 0 ]

@@ -31,9 +31,10 @@ features: sample-data ## embed every sample frame with the feature sets of confi
 demo: setup ## the whole pipeline end to end on the embedded synthetic data set
 	@bash scripts/demo.sh $(DEMO_OUT)
 
-test: setup ## every test (unit, parity, end to end), lint included
+test: setup ## every test (unit, parity, end to end, Slurm where it can be installed), lint included
 	$(CARGO) build --workspace --bins
 	OMP_NUM_THREADS=1 $(CARGO) test --workspace --no-fail-fast
+	@bash scripts/test-slurm.sh
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
 	$(CARGO) fmt --all --check
 

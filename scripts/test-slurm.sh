@@ -299,8 +299,9 @@ EOF
   for p in "${preds[@]}"; do [ -n "$(ls "$p"/*.csv 2>/dev/null)" ] && n_pred=$((n_pred + 1)); done
   check "each of the 3 members wrote validation predictions" test "$n_pred" = 3
   if [ "$n_pred" = 3 ]; then
-    if "$T" ensemble "${preds[@]}" --out "$BASE/ensemble" >"$BASE/logs/ensemble.out" 2>&1; then
-      pass "temporal ensemble of the 3 members"
+    # The sweep folder stands for every finished member's predictions/validation.
+    if "$T" ensemble "$BASE/sweep" --split validation --out "$BASE/ensemble" >"$BASE/logs/ensemble.out" 2>&1; then
+      pass "temporal ensemble of the sweep folder (3 members)"
       first=$(cd "${preds[0]}" && find . -maxdepth 1 -name "*.csv" | sort | head -n 1)
       # Row 2 (first frame), column 2 (valence): the ensemble is the mean of the members.
       check "ensemble valence = mean of the members' (first frame of $first)" python3 - "$BASE/ensemble/$first" \
@@ -315,7 +316,7 @@ assert abs(ens - mean) < 1e-5
 EOF
     else
       tail -n 5 "$BASE/logs/ensemble.out"
-      fail "temporal ensemble of the 3 members"
+      fail "temporal ensemble of the sweep folder (3 members)"
     fi
   fi
 fi

@@ -19,7 +19,7 @@ use shared::VideoId;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::Instant;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Embed every frame with one or more feature sets and cache the result in HDF5.
 #[derive(Debug, Args)]
@@ -62,6 +62,25 @@ pub struct ExtractArgs {
     /// libtorch and decoding threads [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// On CUDA, run the backbone in float16 autocast (faster; recorded in the cache's
+    /// preprocessing, so it never mixes with float32 features). Ignored on the CPU.
+    #[arg(long)]
+    pub half: bool,
+}
+
+/// How every feature set of a run is extracted.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Frames per forward pass.
+    pub batch_size: usize,
+    /// Storage type of the features.
+    pub dtype: Dtype,
+    /// Where the backbone runs.
+    pub device: Device,
+    /// Replace cached files made differently.
+    pub overwrite: bool,
+    /// Float16 autocast on CUDA.
+    pub half: bool,
 }
 
 /// What happened to the videos of one feature set.
@@ -167,22 +186,24 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
         out.display()
     );
 
+    let half = args.half && device.is_cuda();
+    if args.half && !half {
+        tracing::warn!("--half applies on CUDA only; extracting in float32 on the CPU");
+    }
+    let opts = Options {
+        batch_size,
+        dtype,
+        device,
+        overwrite: args.overwrite,
+        half,
+    };
     let mut failures = Vec::new();
     for name in &set_names {
         let mut cfg = file.resolve(name, &args.config)?;
         if let Some(w) = &args.weights {
             cfg.weights = Some(w.clone());
         }
-        let report = extract_set(
-            name,
-            &cfg,
-            &sources,
-            &out,
-            batch_size,
-            dtype,
-            device,
-            args.overwrite,
-        )?;
+        let report = extract_set(name, &cfg, &sources, &out, &opts)?;
         println!(
             "{name}: {} videos written ({} frames, {} missing), {} already cached, {} failed -> {}",
             report.written,
@@ -248,17 +269,20 @@ enum Decoded {
 }
 
 /// Extract one feature set for the given videos.
-#[allow(clippy::too_many_arguments)]
 pub fn extract_set(
     set: &str,
     cfg: &BackboneConfig,
     sources: &[VideoSource],
     out: &Path,
-    batch_size: usize,
-    dtype: Dtype,
-    device: Device,
-    overwrite: bool,
+    opts: &Options,
 ) -> Result<SetReport> {
+    let Options {
+        batch_size,
+        dtype,
+        device,
+        overwrite,
+        half,
+    } = *opts;
     let backbone = backbones::build(cfg, device)
         .with_context(|| format!("building the backbone of feature set {set:?}"))?;
     let template = CacheAttrs {
@@ -266,7 +290,11 @@ pub fn extract_set(
         dim: *backbone.output_shape().last().unwrap_or(&0),
         input_size: backbone.input_size(),
         dtype,
-        preprocessing: backbone.preprocessing(),
+        preprocessing: if half {
+            format!("{}; float16 autocast", backbone.preprocessing())
+        } else {
+            backbone.preprocessing()
+        },
         weights: backbone.weights_id(),
         source: String::new(),
         tool_version: shared::TOOL_VERSION.to_string(),
@@ -323,6 +351,7 @@ pub fn extract_set(
     let sink = Sink {
         backbone: backbone.as_ref(),
         device,
+        half,
         template: &template,
         out,
         set,
@@ -342,6 +371,7 @@ pub fn extract_set(
 struct Sink<'a> {
     backbone: &'a dyn Backbone,
     device: Device,
+    half: bool,
     template: &'a CacheAttrs,
     out: &'a Path,
     set: &'a str,
@@ -358,6 +388,7 @@ impl Sink<'_> {
         let Sink {
             backbone,
             device,
+            half,
             template,
             out,
             set,
@@ -379,10 +410,21 @@ impl Sink<'_> {
                     missing.extend(m);
                     if !f.is_empty() {
                         let n = f.len() as i64;
-                        let images = Tensor::from_slice(&pixels)
-                            .view([n, 3, size, size])
-                            .to(device);
-                        let feats = tch::no_grad(|| backbone.forward(&images));
+                        let host = Tensor::from_slice(&pixels).view([n, 3, size, size]);
+                        // On CUDA: page-locked host memory and an asynchronous copy.
+                        let images = if device.is_cuda() {
+                            host.pin_memory(device)
+                                .to_device_(device, Kind::Float, true, false)
+                        } else {
+                            host
+                        };
+                        let feats = tch::no_grad(|| {
+                            if half {
+                                tch::autocast(true, || backbone.forward(&images))
+                            } else {
+                                backbone.forward(&images)
+                            }
+                        });
                         rows.push(feats.to_device(Device::Cpu).to_kind(tch::Kind::Float));
                         frames.extend(f);
                         bar.inc(n as u64);

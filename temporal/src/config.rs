@@ -102,3 +102,41 @@ impl TrainConfig {
         Ok(toml::to_string_pretty(self)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Arch, Topology};
+
+    /// Every training config shipped in `configs/` parses, and the reference ones say what their
+    /// file name says.
+    #[test]
+    fn shipped_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut reference = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") || name == "features" {
+                continue;
+            }
+            let cfg = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+            if let Some((arch, topology)) = name.split_once('-') {
+                let arch: Arch = toml::Value::String(arch.into()).try_into().unwrap();
+                let topology: Topology = toml::Value::String(topology.into()).try_into().unwrap();
+                assert_eq!(
+                    (cfg.model.arch, cfg.model.topology),
+                    (arch, topology),
+                    "{name}"
+                );
+                assert_eq!(
+                    (cfg.seg_len, cfg.streams, cfg.lr, cfg.epochs),
+                    (250, 8, 5e-5, 50),
+                    "{name}"
+                );
+                reference += 1;
+            }
+        }
+        assert_eq!(reference, 9, "one reference config per arch x topology");
+    }
+}

@@ -344,3 +344,103 @@ fn recurrent_models_beat_the_frame_level_baseline() {
         );
     }
 }
+
+/// Two real runs on generated data: tuned smoothing does not lower their validation P_MTL, and
+/// the mean ensemble of the two is at least as good as the worse of them (fixed seeds).
+#[test]
+fn tuned_smoothing_and_ensembling_help_real_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    sample(&data);
+    let cfg = config(dir.path(), &data);
+    let labels = data.join("validation_set_annotations.txt");
+    let p_mtl = |name: &str, pred: &Path| -> f64 {
+        let json = dir.path().join(format!("{name}.json"));
+        run_ok(
+            "temporal",
+            &[
+                "evaluate",
+                "--pred",
+                pred.to_str().unwrap(),
+                "--labels",
+                labels.to_str().unwrap(),
+                "--json",
+                json.to_str().unwrap(),
+            ],
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        v["p_mtl"].as_f64().unwrap()
+    };
+    let mut members = Vec::new();
+    for (arch, seed) in [("lstm", "1"), ("gru", "2")] {
+        let r = dir.path().join(arch);
+        run_ok(
+            "temporal",
+            &[
+                "train",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--arch",
+                arch,
+                "--seed",
+                seed,
+                "--epochs",
+                "4",
+                "--out",
+                r.to_str().unwrap(),
+            ],
+        );
+        let raw = dir.path().join(format!("{arch}-raw"));
+        run_ok(
+            "temporal",
+            &[
+                "predict",
+                "--run",
+                r.to_str().unwrap(),
+                "--out",
+                raw.to_str().unwrap(),
+            ],
+        );
+        let smoothed = dir.path().join(format!("{arch}-smoothed"));
+        run_ok(
+            "temporal",
+            &[
+                "smooth",
+                raw.to_str().unwrap(),
+                "--tune",
+                labels.to_str().unwrap(),
+                "--out",
+                smoothed.to_str().unwrap(),
+            ],
+        );
+        let (before, after) = (
+            p_mtl(&format!("{arch}-raw"), &raw),
+            p_mtl(&format!("{arch}-smoothed"), &smoothed),
+        );
+        assert!(
+            after >= before - 1e-9,
+            "{arch}: tuned smoothing lowered P_MTL {before:.4} -> {after:.4}"
+        );
+        members.push((raw, before));
+    }
+    let ens = dir.path().join("ensemble");
+    run_ok(
+        "temporal",
+        &[
+            "ensemble",
+            members[0].0.to_str().unwrap(),
+            members[1].0.to_str().unwrap(),
+            "--method",
+            "mean",
+            "--out",
+            ens.to_str().unwrap(),
+        ],
+    );
+    let combined = p_mtl("ensemble", &ens);
+    let worse = members[0].1.min(members[1].1);
+    assert!(
+        combined >= worse,
+        "ensemble P_MTL {combined:.4} below its worse member {worse:.4}"
+    );
+}

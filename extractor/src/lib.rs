@@ -9,7 +9,10 @@
 //! What it does not: detect or align faces in raw footage (a video is treated as a face track),
 //! train temporal models (that is `temporal`), or define the cache format (that is `shared`).
 
+#![warn(missing_docs)]
+
 pub mod backbones;
+pub mod bench;
 pub mod cli;
 pub mod extract;
 pub mod feature_sets;

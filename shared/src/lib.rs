@@ -12,6 +12,8 @@
 //! What it does not: decode videos, run neural networks or train models (that is `extractor` and
 //! `temporal`), print, or exit. Errors are values naming the file, the line or the video.
 
+#![warn(missing_docs)]
+
 pub mod abaw;
 pub mod atomic;
 pub mod cache;

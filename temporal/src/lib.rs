@@ -8,7 +8,10 @@
 //! What it does not: read frames or run image backbones (that is `extractor`), or define the file
 //! formats and metrics (that is `shared`).
 
+#![warn(missing_docs)]
+
 pub mod baseline;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
@@ -23,6 +26,7 @@ pub mod plots;
 pub mod predict;
 pub mod run;
 pub mod smooth;
+pub mod step;
 pub mod submit;
 pub mod sweep;
 pub mod train;

@@ -283,6 +283,13 @@ pub fn extract_set(
         overwrite,
         half,
     } = *opts;
+    let set_dir = out.join(set);
+    std::fs::create_dir_all(&set_dir).with_context(|| {
+        format!(
+            "cannot create the cache folder {}: choose a writable --out",
+            set_dir.display()
+        )
+    })?;
     let backbone = backbones::build(cfg, device)
         .with_context(|| format!("building the backbone of feature set {set:?}"))?;
     let template = CacheAttrs {

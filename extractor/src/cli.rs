@@ -20,4 +20,6 @@ pub enum Command {
     Extract(crate::extract::ExtractArgs),
     /// Summarise a feature cache: videos, frames, dims, weights, missing frames, incomplete files.
     Inspect(crate::inspect::InspectArgs),
+    /// Forward-only frames/s of a backbone on a random pre-decoded batch (no decoding, no writing).
+    Bench(crate::bench::BenchArgs),
 }

@@ -30,6 +30,8 @@ pub enum Command {
     Ensemble(crate::ensemble::EnsembleArgs),
     /// Write ABAW submission files (MTL or per-task) from prediction CSVs and a test list.
     Submit(crate::submit::SubmitArgs),
+    /// Training and inference frames/s on synthetic data, timed as the PyTorch peer (JSON).
+    Bench(crate::bench::BenchArgs),
 }
 
 impl Command {
@@ -44,6 +46,7 @@ impl Command {
             Command::Smooth(a) => crate::smooth::run(a),
             Command::Ensemble(a) => crate::ensemble::run(a),
             Command::Submit(a) => crate::submit::run(a),
+            Command::Bench(a) => crate::bench::run(a),
         }
     }
 }

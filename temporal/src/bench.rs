@@ -1,0 +1,609 @@
+//! `temporal bench`: training and inference throughput of the temporal model on synthetic
+//! in-memory data, timed exactly as the PyTorch peer `../shared/peers/torch_temporal_ref.py`
+//! times its own, so that `scripts/bench-temporal.sh` can print the ratio of the two.
+//!
+//! What it does: builds a split of `--videos` x `--frames` random feature rows of `--dim`
+//! columns (standard normal, seeded) with labels of which ~10% per task are invalid; builds the
+//! model with the reference hyper-parameters for `--arch` x `--topology`; runs the peer's
+//! warm-up (`--warmup-steps` untimed training steps on a plan of its own, and two untimed
+//! inference steps, as the peer's `run_epoch(..., max_steps=1, warmup=1)`); then times `--epochs`
+//! training passes over a freshly shuffled [`StreamPlan`] each and `--infer-reps` inference passes
+//! (unshuffled), each capped at `--max-steps` steps, with the trainer's own step functions
+//! ([`crate::step::train_step`]: gather, carry, forward, loss, backward, clip, Adam;
+//! [`crate::step::infer_step`]: gather, carry, forward, probabilities into rows). Frames/s is the
+//! number of real frames over the seconds of a pass; the JSON object printed on stdout gives
+//! every pass, the median, min and max, and the peak resident memory (`VmHWM`).
+//!
+//! What it does not: read a feature cache, validate, write a run folder, or compare with the
+//! peer (the script does that).
+
+use crate::data::join::label_tensors;
+use crate::data::streams::StreamPlan;
+use crate::data::{SplitData, VideoSpan};
+use crate::loss::LossConfig;
+use crate::model::{Arch, Config, HeadTask, States, TemporalMtl, Topology};
+use crate::optim::Adam;
+use crate::step::{infer_step, train_step};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use shared::{FrameLabels, VideoId, N_AU, N_EXPR};
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// Time training and inference on synthetic data (the sizes and defaults of the PyTorch peer).
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Temporal encoder.
+    #[arg(long, value_enum, default_value = "gru")]
+    pub arch: Arch,
+    /// Multi-task topology.
+    #[arg(long, value_enum, default_value = "basic")]
+    pub topology: Topology,
+    /// Feedback topology: the head whose top output feeds the target.
+    #[arg(long, value_enum, default_value = "au")]
+    pub source: HeadTask,
+    /// Feedback topology: the head that reads the source's output.
+    #[arg(long, value_enum, default_value = "expr")]
+    pub target: HeadTask,
+    /// Timed training passes.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub epochs: usize,
+    /// libtorch threads.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub threads: usize,
+    /// Synthetic videos.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub videos: usize,
+    /// Frames per video.
+    #[arg(long, default_value_t = 1500, value_name = "N")]
+    pub frames: usize,
+    /// Feature dimension (the reference's four feature sets: 2134).
+    #[arg(long, default_value_t = 2134, value_name = "D")]
+    pub dim: usize,
+    /// Segment length l in frames.
+    #[arg(long, default_value_t = 250, value_name = "L")]
+    pub seg_len: usize,
+    /// Parallel streams B of a training step (segments per step).
+    #[arg(long, default_value_t = 8, value_name = "B")]
+    pub batch: usize,
+    /// Parallel streams of an inference step.
+    #[arg(long, default_value_t = 8, value_name = "B")]
+    pub infer_batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 5e-5, value_name = "LR")]
+    pub lr: f64,
+    /// Gradient-norm clipping, as `temporal train` (the peer does not clip).
+    #[arg(long, default_value_t = 5.0, value_name = "NORM")]
+    pub clip: f64,
+    /// Untimed training steps before the timed passes.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub warmup_steps: usize,
+    /// Cap every timed pass (training and inference) at N steps [default: a whole pass].
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<usize>,
+    /// Timed inference passes.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub infer_reps: usize,
+    /// Seed of the data, the initialisation, the data order and dropout.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// cpu, cuda, cuda:N, auto.
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub device: String,
+}
+
+impl Default for BenchArgs {
+    fn default() -> Self {
+        BenchArgs {
+            arch: Arch::Gru,
+            topology: Topology::Basic,
+            source: HeadTask::Au,
+            target: HeadTask::Expr,
+            epochs: 1,
+            threads: 2,
+            videos: 64,
+            frames: 1500,
+            dim: 2134,
+            seg_len: 250,
+            batch: 8,
+            infer_batch: 8,
+            lr: 5e-5,
+            clip: 5.0,
+            warmup_steps: 3,
+            max_steps: None,
+            infer_reps: 3,
+            seed: 0,
+            device: "cpu".to_string(),
+        }
+    }
+}
+
+impl BenchArgs {
+    /// The model configuration: the reference's hyper-parameters with this arch, topology,
+    /// feedback pair and feature dimension.
+    pub fn model_config(&self) -> Config {
+        Config {
+            arch: self.arch,
+            topology: self.topology,
+            source: self.source,
+            target: self.target,
+            feat_dim: self.dim as i64,
+            ..Config::default()
+        }
+    }
+}
+
+/// One timed pass.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Pass {
+    /// Real frames processed.
+    pub frames: usize,
+    /// Steps taken.
+    pub steps: usize,
+    /// Wall-clock seconds (3 decimals).
+    pub seconds: f64,
+    /// `frames / seconds` (1 decimal).
+    pub fps: f64,
+}
+
+impl Pass {
+    fn new(frames: usize, steps: usize, seconds: f64) -> Pass {
+        Pass {
+            frames,
+            steps,
+            seconds: round_to(seconds, 3),
+            fps: round_to(frames as f64 / seconds.max(1e-12), 1),
+        }
+    }
+}
+
+/// The benchmark's result, printed as one JSON object (the peer's keys where they mean the same).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// `temporal`.
+    pub tool: String,
+    /// Version of this crate.
+    pub version: String,
+    /// Encoder.
+    pub arch: String,
+    /// Topology.
+    pub topology: String,
+    /// `source->target` for feedback, else null.
+    pub feedback: Option<String>,
+    /// libtorch threads.
+    pub threads: usize,
+    /// Trainable parameters.
+    pub params: i64,
+    /// Synthetic videos.
+    pub videos: usize,
+    /// Frames per video.
+    pub frames_per_video: usize,
+    /// Feature dimension.
+    pub dim: usize,
+    /// Segment length.
+    pub seg_len: usize,
+    /// Training streams.
+    pub batch_streams: usize,
+    /// Inference streams.
+    pub infer_batch: usize,
+    /// Gradient clipping norm.
+    pub clip: f64,
+    /// Seconds to make the synthetic data.
+    pub data_gen_s: f64,
+    /// Size of the feature tensor in MiB.
+    pub data_mb: f64,
+    /// The timed training passes.
+    pub train_epochs: Vec<Pass>,
+    /// Median training frames/s.
+    pub train_fps: f64,
+    /// Min and max training frames/s.
+    pub train_fps_min_max: [f64; 2],
+    /// The timed inference passes.
+    pub infer_epochs: Vec<Pass>,
+    /// Median inference frames/s.
+    pub infer_fps: f64,
+    /// Min and max inference frames/s.
+    pub infer_fps_min_max: [f64; 2],
+    /// Peak resident set size in MiB (`VmHWM` of `/proc/self/status`), null where unavailable.
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// Run the command: print the report as one JSON line on stdout.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let report = bench(args, &args.model_config())?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// The benchmark with an explicit model configuration (`feat_dim` must equal `args.dim`).
+pub fn bench(args: &BenchArgs, model_cfg: &Config) -> Result<BenchReport> {
+    check(args, model_cfg)?;
+    tch::set_num_threads(args.threads as i32);
+    let device = crate::train::parse_device(&args.device)?;
+
+    let started = Instant::now();
+    let data = synthetic_split(args.videos, args.frames, args.dim, args.seed, device)?;
+    let data_gen_s = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "synthetic data: {} videos x {} frames x {} dims in {data_gen_s:.1} s",
+        args.videos,
+        args.frames,
+        args.dim
+    );
+
+    tch::manual_seed(args.seed as i64);
+    let vs = VarStore::new(device);
+    let model = TemporalMtl::try_new(&vs.root(), model_cfg)?;
+    let params: i64 = vs
+        .trainable_variables()
+        .iter()
+        .map(Tensor::numel)
+        .sum::<usize>() as i64;
+    let mut opt = Adam::new(&vs, args.lr);
+    let loss_cfg = LossConfig::default();
+    let spans: Vec<(usize, usize)> = data.videos.iter().map(|v| (v.start, v.len())).collect();
+
+    let train_pass = |opt: &mut Adam, plan: &StreamPlan, max: usize| -> Result<(usize, usize)> {
+        let mut states: Option<States> = None;
+        let mut frames = 0;
+        let steps = plan.n_steps().min(max);
+        for t in 0..steps {
+            let t0 = Instant::now();
+            let s = train_step(
+                &model,
+                opt,
+                &data,
+                &plan.step(t, device),
+                states.as_ref(),
+                &loss_cfg,
+                args.clip,
+            )
+            .with_context(|| format!("training step {} of the benchmark", t + 1))?;
+            frames += s.frames;
+            states = Some(s.states);
+            tracing::debug!(
+                "training step {}: {:.3} s",
+                t + 1,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Ok((frames, steps))
+    };
+    let infer_pass = |plan: &StreamPlan, max: usize| -> (usize, usize) {
+        // As `infer_rows`: every row of the split gets its outputs.
+        let mut rows = Tensor::zeros(
+            [data.n_rows() as i64, crate::infer::PRED_COLS],
+            (Kind::Float, device),
+        );
+        let mut states: Option<States> = None;
+        let mut frames = 0;
+        let steps = plan.n_steps().min(max);
+        for t in 0..steps {
+            let step = plan.step(t, device);
+            states = Some(infer_step(&model, &data, &step, states.as_ref(), &mut rows));
+            frames += crate::step::step_frames(&step);
+        }
+        (frames, steps)
+    };
+
+    // Warm-up, untimed, as the peer: a plan of its own (seed 10 000) for the training steps.
+    let warm = StreamPlan::new(&spans, args.batch, args.seg_len, Some(10_000));
+    train_pass(&mut opt, &warm, args.warmup_steps)?;
+
+    let max = args.max_steps.unwrap_or(usize::MAX);
+    let mut train_epochs = Vec::with_capacity(args.epochs);
+    for epoch in 0..args.epochs {
+        let seed = args.seed + epoch as u64;
+        tch::manual_seed(seed as i64);
+        let plan = StreamPlan::new(&spans, args.batch, args.seg_len, Some(seed));
+        let t0 = Instant::now();
+        let (frames, steps) = train_pass(&mut opt, &plan, max)?;
+        let pass = Pass::new(frames, steps, t0.elapsed().as_secs_f64());
+        tracing::info!("train pass {}: {} frames/s", epoch + 1, pass.fps);
+        train_epochs.push(pass);
+    }
+
+    let plan = StreamPlan::new(&spans, args.infer_batch, args.seg_len, None);
+    infer_pass(&plan, 2);
+    let mut infer_epochs = Vec::with_capacity(args.infer_reps);
+    for rep in 0..args.infer_reps {
+        let t0 = Instant::now();
+        let (frames, steps) = infer_pass(&plan, max);
+        let pass = Pass::new(frames, steps, t0.elapsed().as_secs_f64());
+        tracing::info!("inference pass {}: {} frames/s", rep + 1, pass.fps);
+        infer_epochs.push(pass);
+    }
+
+    let summary = |passes: &[Pass]| {
+        let fps: Vec<f64> = passes.iter().map(|p| p.fps).collect();
+        (
+            round_to(median(&fps), 1),
+            [
+                fps.iter().copied().fold(f64::INFINITY, f64::min),
+                fps.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            ],
+        )
+    };
+    let (train_fps, train_fps_min_max) = summary(&train_epochs);
+    let (infer_fps, infer_fps_min_max) = summary(&infer_epochs);
+    let peak_rss_mb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| vm_hwm_kib(&s))
+        .map(|kib| round_to(kib as f64 / 1024.0, 1));
+    Ok(BenchReport {
+        tool: "temporal".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        arch: model_cfg.arch.to_string(),
+        topology: model_cfg.topology.to_string(),
+        feedback: (model_cfg.topology == Topology::Feedback)
+            .then(|| format!("{}->{}", model_cfg.source, model_cfg.target)),
+        threads: args.threads,
+        params,
+        videos: args.videos,
+        frames_per_video: args.frames,
+        dim: args.dim,
+        seg_len: args.seg_len,
+        batch_streams: args.batch,
+        infer_batch: args.infer_batch,
+        clip: args.clip,
+        data_gen_s: round_to(data_gen_s, 2),
+        data_mb: round_to(data.feats.numel() as f64 * 4.0 / (1u64 << 20) as f64, 1),
+        train_epochs,
+        train_fps,
+        train_fps_min_max,
+        infer_epochs,
+        infer_fps,
+        infer_fps_min_max,
+        peak_rss_mb,
+    })
+}
+
+fn check(args: &BenchArgs, model_cfg: &Config) -> Result<()> {
+    let positive = [
+        ("--videos", args.videos),
+        ("--frames", args.frames),
+        ("--dim", args.dim),
+        ("--seg-len", args.seg_len),
+        ("--batch", args.batch),
+        ("--infer-batch", args.infer_batch),
+        ("--threads", args.threads),
+        ("--epochs", args.epochs),
+        ("--infer-reps", args.infer_reps),
+    ];
+    for (flag, value) in positive {
+        if value == 0 {
+            bail!("temporal bench {flag} 0: give a positive number");
+        }
+    }
+    if args.max_steps == Some(0) {
+        bail!("temporal bench --max-steps 0: give a positive number, or leave it out for whole passes");
+    }
+    if model_cfg.feat_dim != args.dim as i64 {
+        bail!(
+            "temporal bench: the model reads {} dims but --dim is {}",
+            model_cfg.feat_dim,
+            args.dim
+        );
+    }
+    Ok(())
+}
+
+/// A split of `videos` videos of `frames` rows each: features standard normal `[N, dim]` drawn
+/// by libtorch's generator seeded with `seed` (straight into one tensor, no host copy); labels
+/// drawn from ChaCha8 seeded with `seed` as the peer's: valence and arousal uniform in [-1, 1)
+/// and both invalid with probability 0.1, expression uniform in 0..8 and invalid with
+/// probability 0.1, AUs 0/1 with probability 1/2 each and the whole frame's AUs invalid with
+/// probability 0.1 (each task independently). Frame numbers are 1..=frames per video.
+pub fn synthetic_split(
+    videos: usize,
+    frames: usize,
+    dim: usize,
+    seed: u64,
+    device: Device,
+) -> Result<SplitData> {
+    let n = videos * frames;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let labels: Vec<FrameLabels> = (0..n).map(|_| random_labels(&mut rng, 0.1)).collect();
+    let (va, expr, au) = label_tensors(&labels, device);
+    let spans = (0..videos)
+        .map(|v| {
+            Ok(VideoSpan {
+                video: VideoId::new(format!("synthetic-{v:04}"))?,
+                start: v * frames,
+                frames: (1..=frames as u32).collect(),
+                scored: Vec::new(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    tch::manual_seed(seed as i64);
+    let feats = Tensor::randn([n as i64, dim as i64], (Kind::Float, device));
+    Ok(SplitData {
+        feats,
+        va,
+        expr,
+        au,
+        labels,
+        videos: spans,
+        set_dims: vec![("synthetic".to_string(), dim)],
+    })
+}
+
+fn random_labels(rng: &mut impl Rng, invalid: f64) -> FrameLabels {
+    let va_ok = !rng.gen_bool(invalid);
+    let (v, a) = (rng.gen_range(-1.0f32..1.0), rng.gen_range(-1.0f32..1.0));
+    let expr_ok = !rng.gen_bool(invalid);
+    let expression = rng.gen_range(0..N_EXPR as u8);
+    let au_ok = !rng.gen_bool(invalid);
+    let aus: [bool; N_AU] = std::array::from_fn(|_| rng.gen_bool(0.5));
+    FrameLabels {
+        valence: va_ok.then_some(v),
+        arousal: va_ok.then_some(a),
+        expression: expr_ok.then_some(expression),
+        aus: au_ok.then_some(aus),
+    }
+}
+
+/// The median as Python's `statistics.median` (mean of the two middle values for an even
+/// count); NaN for no value.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The peak resident set size in KiB from the text of `/proc/self/status` (`VmHWM:  123 kB`).
+pub fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn round_to(x: f64, decimals: i32) -> f64 {
+    let p = 10f64.powi(decimals);
+    (x * p).round() / p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_matches_python_statistics() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[7.5]), 7.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn peak_rss_is_read_from_vmhwm() {
+        let status = "Name:\ttemporal\nVmPeak:\t  999 kB\nVmHWM:\t 2150400 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(vm_hwm_kib(status), Some(2_150_400));
+        assert_eq!(vm_hwm_kib("Name:\tx\n"), None);
+        // this process has one
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(vm_hwm_kib(&own).unwrap() > 0);
+    }
+
+    #[test]
+    fn synthetic_split_has_the_sizes_and_about_ten_percent_invalid_labels() {
+        tch::set_num_threads(1);
+        let d = synthetic_split(4, 2500, 3, 5, Device::Cpu).unwrap();
+        assert_eq!(d.feats.size(), vec![10_000, 3]);
+        assert_eq!(d.n_rows(), 10_000);
+        assert_eq!(d.videos.len(), 4);
+        assert_eq!((d.videos[3].start, d.videos[3].len()), (7_500, 2_500));
+        // 10 000 Bernoulli(0.1) draws: mean 1000, sd 30; allow 5 sd.
+        let invalid = |f: &dyn Fn(&FrameLabels) -> bool| d.labels.iter().filter(|l| f(l)).count();
+        for (task, count) in [
+            ("va", invalid(&|l| l.valence.is_none())),
+            ("expr", invalid(&|l| l.expression.is_none())),
+            ("au", invalid(&|l| l.aus.is_none())),
+        ] {
+            assert!((850..=1150).contains(&count), "{task}: {count} invalid");
+        }
+        // valence and arousal are invalid together, as the peer's `va[...] = -5`
+        assert!(d
+            .labels
+            .iter()
+            .all(|l| l.valence.is_some() == l.arousal.is_some()));
+        // the tensors carry the markers
+        let n_invalid_expr = d.expr.eq(-1).sum(Kind::Int64).int64_value(&[]);
+        assert_eq!(
+            n_invalid_expr as usize,
+            invalid(&|l| l.expression.is_none())
+        );
+        // features: standard normal
+        let mean = d.feats.mean(Kind::Double).double_value(&[]);
+        let std = d.feats.std(true).double_value(&[]);
+        assert!(
+            mean.abs() < 0.05 && (std - 1.0).abs() < 0.05,
+            "{mean} {std}"
+        );
+        // seeded
+        let again = synthetic_split(4, 2500, 3, 5, Device::Cpu).unwrap();
+        assert!(again.feats.equal(&d.feats));
+        assert_eq!(again.labels, d.labels);
+        let other = synthetic_split(4, 2500, 3, 6, Device::Cpu).unwrap();
+        assert!(!other.feats.equal(&d.feats));
+    }
+
+    /// A small end-to-end run: 5 videos of 30 frames, B = 2, l = 10. The plan deals videos of
+    /// equal length as 3 to one stream and 2 to the other: 9 steps, the last 3 with one real
+    /// segment (10 frames) each. Capped at 4 steps every pass has 4 x 2 x 10 = 80 frames; the
+    /// inference plan with B = 3 has 2 + 2 + 1 videos -> 6 steps, 150 frames.
+    #[test]
+    fn bench_counts_the_frames_of_the_steps_it_times() {
+        tch::set_num_threads(1);
+        let args = BenchArgs {
+            arch: Arch::Lstm,
+            topology: Topology::Feedback,
+            epochs: 2,
+            threads: 1,
+            videos: 5,
+            frames: 30,
+            dim: 6,
+            seg_len: 10,
+            batch: 2,
+            infer_batch: 3,
+            max_steps: Some(4),
+            infer_reps: 2,
+            ..BenchArgs::default()
+        };
+        let cfg = Config {
+            hidden: 8,
+            ..args.model_config()
+        };
+        let r = bench(&args, &cfg).unwrap();
+        assert_eq!(r.train_epochs.len(), 2);
+        for p in &r.train_epochs {
+            assert_eq!((p.frames, p.steps), (80, 4));
+            assert!(p.fps > 0.0 && p.seconds >= 0.0);
+        }
+        let r_all = bench(
+            &BenchArgs {
+                max_steps: None,
+                ..args.clone()
+            },
+            &cfg,
+        )
+        .unwrap();
+        for p in &r_all.train_epochs {
+            assert_eq!((p.frames, p.steps), (150, 9));
+        }
+        for p in &r_all.infer_epochs {
+            assert_eq!((p.frames, p.steps), (150, 6));
+        }
+        let fps: Vec<f64> = r.train_epochs.iter().map(|p| p.fps).collect();
+        assert_eq!(r.train_fps, round_to(median(&fps), 1));
+        assert_eq!(r.train_fps_min_max[0], fps[0].min(fps[1]));
+        assert_eq!(r.feedback.as_deref(), Some("au->expr"));
+        assert_eq!((r.arch.as_str(), r.topology.as_str()), ("lstm", "feedback"));
+        assert!(r.peak_rss_mb.unwrap() > 0.0);
+        // LSTM (4 * 8 * (6 + 8 + 2) = 512) + 4 tops (3 x 4*8*(8+8+2) + 4*8*(16+8+2))
+        // + 4 heads of Linear(8, 512), Linear(512, 256), Linear(256, out) with out 1, 1, 8, 12.
+        let lstm = |d_in: i64| 4 * 8 * (d_in + 8 + 2);
+        let head = |out: i64| (8 * 512 + 512) + (512 * 256 + 256) + (256 * out + out);
+        let want = lstm(6) + 3 * lstm(8) + lstm(16) + head(1) + head(1) + head(8) + head(12);
+        assert_eq!(r.params, want);
+        let json = serde_json::to_value(&r).unwrap();
+        for key in [
+            "train_fps",
+            "infer_fps",
+            "peak_rss_mb",
+            "train_epochs",
+            "params",
+        ] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
+    }
+}

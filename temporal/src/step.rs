@@ -1,0 +1,289 @@
+//! One step of a pass over a split: the training step (gather, carry the state, forward, masked
+//! multi-task loss, backward, gradient clipping, Adam) and the inference step (gather, carry,
+//! forward without gradients, probabilities written to their rows).
+//!
+//! What it does: the per-step work shared by `temporal train` (each training step), validation
+//! and `temporal predict` (via [`crate::infer::infer_rows`]) and `temporal bench`, so that the
+//! benchmark times exactly the code path that training runs.
+//!
+//! What it does not: plan the streams ([`crate::data::streams::StreamPlan`]), loop over steps or
+//! epochs, log, checkpoint, or decide what to do with a non-finite loss (the caller names the
+//! epoch and step and stops).
+
+use crate::data::streams::Step;
+use crate::data::SplitData;
+use crate::infer::{gather, to_probabilities, PRED_COLS};
+use crate::loss::{mtl_loss, LossConfig};
+use crate::model::{States, TemporalMtl};
+use crate::optim::Adam;
+use std::collections::BTreeMap;
+use tch::Tensor;
+
+/// What one training step did.
+#[derive(Debug)]
+pub struct TrainStep {
+    /// The total (weighted) loss before the update.
+    pub loss: f64,
+    /// Each task's own loss by head name.
+    pub parts: BTreeMap<String, f64>,
+    /// Real (non-padding) frames in the step.
+    pub frames: usize,
+    /// The final recurrent states (still attached; [`States::carry`] detaches them next step).
+    pub states: States,
+}
+
+/// The loss was NaN or infinite: the weights were left as they were (no backward, no update).
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("the loss became {value}; the weights were not updated")]
+pub struct NonFiniteLoss {
+    /// The loss value.
+    pub value: f64,
+}
+
+/// Real (non-padding) frames of a step, counted on the host from its segments.
+pub fn step_frames(step: &Step) -> usize {
+    step.segments.iter().flatten().map(|s| s.len).sum()
+}
+
+/// One training step on `step` of a plan over `data`: the state of the previous step `prev`
+/// (as returned by the previous call, `None` at the start of a pass) is zeroed where a stream
+/// starts a new video and detached; forward with dropout; [`mtl_loss`]; then, if the loss is
+/// finite, `zero_grad`, backward, [`Adam::clip_grad_norm`] with `clip` and [`Adam::step`].
+pub fn train_step(
+    model: &TemporalMtl,
+    opt: &mut Adam,
+    data: &SplitData,
+    step: &Step,
+    prev: Option<&States>,
+    loss_cfg: &LossConfig,
+    clip: f64,
+) -> Result<TrainStep, NonFiniteLoss> {
+    let (x, labels) = gather(data, step);
+    let carried = prev.map(|s| s.carry(&step.reset.logical_not()));
+    let pad = step.valid.logical_not();
+    let (out, states) = model.forward_t(&x, Some(&pad), carried.as_ref(), true);
+    let (loss, parts) = mtl_loss(&out, &labels, &step.valid, loss_cfg);
+    let value = loss.double_value(&[]);
+    if !value.is_finite() {
+        return Err(NonFiniteLoss { value });
+    }
+    opt.zero_grad();
+    loss.backward();
+    opt.clip_grad_norm(clip);
+    opt.step();
+    Ok(TrainStep {
+        loss: value,
+        parts,
+        frames: step_frames(step),
+        states,
+    })
+}
+
+/// One inference step (evaluation mode, no gradients): like [`train_step`] up to the forward,
+/// then the per-frame outputs of [`to_probabilities`] of every real frame are written to its row
+/// of `rows [N, PRED_COLS]` (padding rows are left alone). Returns the final states for the
+/// next step.
+pub fn infer_step(
+    model: &TemporalMtl,
+    data: &SplitData,
+    step: &Step,
+    prev: Option<&States>,
+    rows: &mut Tensor,
+) -> States {
+    tch::no_grad(|| {
+        let (x, _) = gather(data, step);
+        let carried = prev.map(|s| s.carry(&step.reset.logical_not()));
+        let pad = step.valid.logical_not();
+        let (out, states) = model.forward_t(&x, Some(&pad), carried.as_ref(), false);
+        let probs = to_probabilities(&out).view([-1, PRED_COLS]);
+        let keep = step.valid.view([-1]).nonzero().squeeze_dim(1);
+        let targets = step.index.view([-1]).index_select(0, &keep);
+        let _ = rows.index_copy_(0, &targets, &probs.index_select(0, &keep));
+        states
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::join::label_tensors;
+    use crate::data::streams::StreamPlan;
+    use crate::data::VideoSpan;
+    use crate::model::{Arch, Config, Topology};
+    use shared::{FrameLabels, VideoId};
+    use tch::nn::VarStore;
+    use tch::{Device, Kind};
+
+    /// Videos of the given lengths, features `randn`, every label valid (class = row % 8,
+    /// valence = arousal = 0.5, AUs alternate).
+    fn split(lengths: &[usize], dim: i64) -> SplitData {
+        let n: usize = lengths.iter().sum();
+        let labels: Vec<FrameLabels> = (0..n)
+            .map(|r| FrameLabels {
+                valence: Some(0.5),
+                arousal: Some(0.5),
+                expression: Some((r % 8) as u8),
+                aus: Some(std::array::from_fn(|a| (a + r) % 2 == 0)),
+            })
+            .collect();
+        let (va, expr, au) = label_tensors(&labels, Device::Cpu);
+        let mut start = 0;
+        let videos = lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                let span = VideoSpan {
+                    video: VideoId::new(format!("v{i}")).unwrap(),
+                    start,
+                    frames: (1..=len as u32).collect(),
+                    scored: Vec::new(),
+                };
+                start += len;
+                span
+            })
+            .collect();
+        SplitData {
+            feats: Tensor::randn([n as i64, dim], (Kind::Float, Device::Cpu)),
+            va,
+            expr,
+            au,
+            labels,
+            videos,
+            set_dims: vec![("test".to_string(), dim as usize)],
+        }
+    }
+
+    fn small(arch: Arch) -> Config {
+        Config {
+            arch,
+            topology: Topology::Basic,
+            hidden: 8,
+            d_model: 8,
+            n_layers: 1,
+            n_heads: 2,
+            ff: 16,
+            dropout: 0.0,
+            feat_dim: 4,
+            ..Config::default()
+        }
+    }
+
+    fn spans(data: &SplitData) -> Vec<(usize, usize)> {
+        data.videos.iter().map(|v| (v.start, v.len())).collect()
+    }
+
+    #[test]
+    fn train_steps_count_real_frames_and_lower_the_loss() {
+        tch::set_num_threads(1);
+        tch::manual_seed(0);
+        // videos of 5 and 3 frames, 2 streams of l = 4: step 0 has 4 + 3 real frames, step 1
+        // has 1 (the last frame of the first video) + 0 (the second stream has run out).
+        let data = split(&[5, 3], 4);
+        let vs = VarStore::new(Device::Cpu);
+        let model = TemporalMtl::new(&vs.root(), &small(Arch::Gru));
+        let mut opt = Adam::new(&vs, 1e-2);
+        let plan = StreamPlan::new(&spans(&data), 2, 4, None);
+        assert_eq!(step_frames(&plan.step(0, Device::Cpu)), 7);
+        assert_eq!(step_frames(&plan.step(1, Device::Cpu)), 1);
+        let cfg = LossConfig::default();
+        let mut first = None;
+        let mut last = 0.0;
+        for _ in 0..30 {
+            let mut prev: Option<States> = None;
+            let mut frames = 0;
+            let mut total = 0.0;
+            for t in 0..plan.n_steps() {
+                let s = train_step(
+                    &model,
+                    &mut opt,
+                    &data,
+                    &plan.step(t, Device::Cpu),
+                    prev.as_ref(),
+                    &cfg,
+                    5.0,
+                )
+                .unwrap();
+                frames += s.frames;
+                total += s.loss;
+                assert_eq!(s.states.len(), 1, "a GRU basic model carries one state");
+                prev = Some(s.states);
+            }
+            assert_eq!(frames, 8);
+            first.get_or_insert(total);
+            last = total;
+        }
+        assert_eq!(opt.steps(), 60);
+        let first = first.unwrap();
+        assert!(last < 0.8 * first, "loss {first} -> {last}");
+    }
+
+    #[test]
+    fn a_nan_loss_leaves_the_weights_alone() {
+        tch::set_num_threads(1);
+        let mut data = split(&[4], 4);
+        data.feats = data.feats.fill(f64::NAN);
+        let vs = VarStore::new(Device::Cpu);
+        let model = TemporalMtl::new(&vs.root(), &small(Arch::Lstm));
+        let before: Vec<Tensor> = vs.trainable_variables().iter().map(|t| t.copy()).collect();
+        let mut opt = Adam::new(&vs, 1e-2);
+        let plan = StreamPlan::new(&spans(&data), 1, 4, None);
+        let err = train_step(
+            &model,
+            &mut opt,
+            &data,
+            &plan.step(0, Device::Cpu),
+            None,
+            &LossConfig::default(),
+            5.0,
+        )
+        .unwrap_err();
+        assert!(err.value.is_nan());
+        assert_eq!(opt.steps(), 0);
+        for (a, b) in before.iter().zip(vs.trainable_variables()) {
+            assert!(a.equal(&b));
+        }
+    }
+
+    /// The rows written by the inference steps are the probabilities of one forward pass over
+    /// each whole video (the carried state makes the segments one sequence), and padding writes
+    /// nothing.
+    #[test]
+    fn infer_steps_fill_each_row_with_its_frame_probabilities() {
+        tch::set_num_threads(1);
+        tch::manual_seed(1);
+        let data = split(&[5, 3], 4);
+        for arch in [Arch::Gru, Arch::Lstm, Arch::Transformer] {
+            let vs = VarStore::new(Device::Cpu);
+            let mut cfg = small(arch);
+            if arch == Arch::Transformer {
+                // attention is within a segment: use one segment per video
+                cfg.n_layers = 1;
+            }
+            let model = TemporalMtl::new(&vs.root(), &cfg);
+            let seg_len = if arch == Arch::Transformer { 5 } else { 2 };
+            let plan = StreamPlan::new(&spans(&data), 2, seg_len, None);
+            let mut rows = Tensor::full([8, PRED_COLS], -7.0, (Kind::Float, Device::Cpu));
+            let mut prev: Option<States> = None;
+            for t in 0..plan.n_steps() {
+                prev = Some(infer_step(
+                    &model,
+                    &data,
+                    &plan.step(t, Device::Cpu),
+                    prev.as_ref(),
+                    &mut rows,
+                ));
+            }
+            for v in &data.videos {
+                let x = data
+                    .feats
+                    .narrow(0, v.start as i64, v.len() as i64)
+                    .unsqueeze(0);
+                let (out, _) = model.forward_t(&x, None, None, false);
+                let want = to_probabilities(&out).squeeze_dim(0);
+                let got = rows.narrow(0, v.start as i64, v.len() as i64);
+                let diff = (&got - &want).abs().max().double_value(&[]);
+                assert!(diff < 1e-5, "{arch} video {}: {diff}", v.video);
+            }
+        }
+    }
+}

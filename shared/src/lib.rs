@@ -18,6 +18,7 @@ pub mod abaw;
 pub mod atomic;
 pub mod cache;
 pub mod error;
+pub mod logging;
 pub mod metrics;
 pub mod sample;
 pub mod tasks;

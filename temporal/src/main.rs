@@ -2,14 +2,7 @@ use clap::Parser;
 use temporal::cli::Cli;
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    shared::logging::init();
     let cli = Cli::parse();
     match cli.command.run() {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -15,10 +15,10 @@
 use tch::nn::{self, BatchNorm, Conv2D, Linear, Module, ModuleT};
 use tch::{Device, Tensor};
 
-use super::weights::{init_vars, weights_id};
+use super::weights::init_vars;
 use super::{
-    batch_norm, check_out_dim, conv, open_weights, positive, Backbone, BackboneConfig, Normalise,
-    IMAGENET_MEAN, IMAGENET_STD,
+    batch_norm, check_out_dim, conv, normalised_meta, open_weights, positive, Backbone,
+    BackboneConfig, BackboneMeta, Normalise, IMAGENET_MEAN, IMAGENET_STD,
 };
 
 /// BatchNorm epsilon of torchvision.
@@ -143,10 +143,7 @@ impl Net {
 /// A torchvision-style DenseNet ready to embed face crops.
 #[derive(Debug)]
 pub struct DenseNet {
-    name: String,
-    input_size: u32,
-    out_dim: i64,
-    weights_id: String,
+    meta: BackboneMeta,
     norm: Normalise,
     vs: nn::VarStore,
     net: Net,
@@ -185,16 +182,17 @@ impl DenseNet {
                 Ok(Net::new(p, &blocks, growth, init, num_classes))
             })?;
         check_out_dim(cfg, out_dim)?;
-        Ok(Self {
-            name: cfg.name.clone(),
+        let (norm, meta) = normalised_meta(
+            cfg,
+            (IMAGENET_MEAN, IMAGENET_STD),
             input_size,
-            out_dim,
-            weights_id: weights_id(weights.as_ref(), cfg.seed),
-            norm: Normalise::new(
-                cfg.mean.unwrap_or(IMAGENET_MEAN),
-                cfg.std.unwrap_or(IMAGENET_STD),
-                device,
-            )?,
+            vec![out_dim as usize],
+            weights.as_ref(),
+            device,
+        )?;
+        Ok(Self {
+            meta,
+            norm,
             vs,
             net,
         })
@@ -207,20 +205,8 @@ impl DenseNet {
 }
 
 impl Backbone for DenseNet {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn input_size(&self) -> u32 {
-        self.input_size
-    }
-    fn output_shape(&self) -> Vec<usize> {
-        vec![self.out_dim as usize]
-    }
-    fn preprocessing(&self) -> String {
-        self.norm.describe(self.input_size)
-    }
-    fn weights_id(&self) -> String {
-        self.weights_id.clone()
+    fn meta(&self) -> &BackboneMeta {
+        &self.meta
     }
     fn forward(&self, images: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();

@@ -38,7 +38,7 @@ use anyhow::{bail, Result};
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-use super::{check_out_dim, Backbone, BackboneConfig};
+use super::{check_out_dim, Backbone, BackboneConfig, BackboneMeta};
 
 /// Default input side in pixels (Aff-Wild2's cropped-aligned frames are 112 x 112).
 pub const DEFAULT_INPUT_SIZE: u32 = 112;
@@ -122,6 +122,7 @@ impl HogParams {
 /// The HOG backbone: no weights, deterministic, CPU only.
 #[derive(Debug, Clone)]
 pub struct Hog {
+    meta: BackboneMeta,
     params: HogParams,
 }
 
@@ -143,7 +144,18 @@ impl Hog {
     /// Build from explicit parameters (validated).
     pub fn with_params(params: HogParams) -> Result<Hog> {
         params.validate()?;
-        Ok(Hog { params })
+        let meta = BackboneMeta {
+            name: "hog".to_string(),
+            input_size: params.input_size,
+            output_shape: vec![params.dim()],
+            preprocessing: format!(
+                "rgb in [0,1] -> luma BT.601; HOG gradient [-1,0,1], {} unsigned bins, cell {}px, \
+                 block 2x2 stride 1, trilinear votes, L2-Hys clip {L2HYS_CLIP}",
+                params.bins, params.cell_size
+            ),
+            weights_id: "none".to_string(),
+        };
+        Ok(Hog { meta, params })
     }
 
     /// The descriptor's geometry.
@@ -163,28 +175,8 @@ impl Hog {
 }
 
 impl Backbone for Hog {
-    fn name(&self) -> &str {
-        "hog"
-    }
-
-    fn input_size(&self) -> u32 {
-        self.params.input_size
-    }
-
-    fn output_shape(&self) -> Vec<usize> {
-        vec![self.params.dim()]
-    }
-
-    fn preprocessing(&self) -> String {
-        format!(
-            "rgb in [0,1] -> luma BT.601; HOG gradient [-1,0,1], {} unsigned bins, cell {}px, \
-             block 2x2 stride 1, trilinear votes, L2-Hys clip {L2HYS_CLIP}",
-            self.params.bins, self.params.cell_size
-        )
-    }
-
-    fn weights_id(&self) -> String {
-        "none".to_string()
+    fn meta(&self) -> &BackboneMeta {
+        &self.meta
     }
 
     /// `images`: `[N, 3, S, S]` RGB in `[0, 1]` on any device; returns `[N, dim]` float32 on the
@@ -548,6 +540,25 @@ mod tests {
         cfg.hog_cell = Some(40);
         let err = Hog::new(&cfg).unwrap_err().to_string();
         assert!(err.contains("hog_cell"), "{err}");
+    }
+
+    #[test]
+    fn records_its_cache_metadata() {
+        // The preprocessing text is stored in caches; it must not change.
+        let hog = Hog::with_params(HogParams::default()).unwrap();
+        let want = BackboneMeta {
+            name: "hog".into(),
+            input_size: 112,
+            output_shape: vec![1296],
+            preprocessing: "rgb in [0,1] -> luma BT.601; HOG gradient [-1,0,1], 9 unsigned bins, \
+                            cell 16px, block 2x2 stride 1, trilinear votes, L2-Hys clip 0.2"
+                .into(),
+            weights_id: "none".into(),
+        };
+        assert_eq!(hog.meta(), &want);
+        assert_eq!(hog.name(), "hog");
+        assert_eq!(hog.preprocessing(), want.preprocessing);
+        assert_eq!(hog.weights_id(), "none");
     }
 
     #[test]

@@ -13,9 +13,10 @@
 use tch::nn::{self, BatchNorm, Conv2D, Linear, Module, ModuleT};
 use tch::{Device, Tensor};
 
-use super::weights::{init_vars, weights_id};
+use super::weights::init_vars;
 use super::{
-    batch_norm, check_out_dim, conv, open_weights, positive, Backbone, BackboneConfig, Normalise,
+    batch_norm, check_out_dim, conv, normalised_meta, open_weights, positive, Backbone,
+    BackboneConfig, BackboneMeta, Normalise,
 };
 
 /// BatchNorm epsilon of arcface_torch.
@@ -133,10 +134,7 @@ impl Net {
 /// An arcface_torch IResNet ready to embed face crops.
 #[derive(Debug)]
 pub struct IResNet {
-    name: String,
-    input_size: u32,
-    out_dim: i64,
-    weights_id: String,
+    meta: BackboneMeta,
     norm: Normalise,
     vs: nn::VarStore,
     net: Net,
@@ -170,16 +168,17 @@ impl IResNet {
         let (vs, net) = init_vars(cfg.seed, weights.as_ref(), &cfg.name, &[], device, |p| {
             Ok(Net::new(p, &layers, width, input, out_dim))
         })?;
-        Ok(Self {
-            name: cfg.name.clone(),
+        let (norm, meta) = normalised_meta(
+            cfg,
+            ([0.5; 3], [0.5; 3]),
             input_size,
-            out_dim,
-            weights_id: weights_id(weights.as_ref(), cfg.seed),
-            norm: Normalise::new(
-                cfg.mean.unwrap_or([0.5; 3]),
-                cfg.std.unwrap_or([0.5; 3]),
-                device,
-            )?,
+            vec![out_dim as usize],
+            weights.as_ref(),
+            device,
+        )?;
+        Ok(Self {
+            meta,
+            norm,
             vs,
             net,
         })
@@ -192,20 +191,8 @@ impl IResNet {
 }
 
 impl Backbone for IResNet {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn input_size(&self) -> u32 {
-        self.input_size
-    }
-    fn output_shape(&self) -> Vec<usize> {
-        vec![self.out_dim as usize]
-    }
-    fn preprocessing(&self) -> String {
-        self.norm.describe(self.input_size)
-    }
-    fn weights_id(&self) -> String {
-        self.weights_id.clone()
+    fn meta(&self) -> &BackboneMeta {
+        &self.meta
     }
     fn forward(&self, images: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();

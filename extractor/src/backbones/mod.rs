@@ -28,21 +28,53 @@ pub use weights::{WeightsError, WeightsFile};
 
 use tch::{Device, Kind, Tensor};
 
-/// A frame embedder the extractor runs in batches.
-pub trait Backbone: Send {
+/// What a backbone records about itself in the feature cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackboneMeta {
     /// Name as in the cache attrs, e.g. "iresnet50".
-    fn name(&self) -> &str;
-    /// Square input side in pixels the frames are resized to (112, 224, ...).
-    fn input_size(&self) -> u32;
+    pub name: String,
+    /// Square input side in pixels the frames are resized to.
+    pub input_size: u32,
     /// Output feature shape per frame: [dim] or [tokens, dim].
-    fn output_shape(&self) -> Vec<usize>;
-    /// Human-readable preprocessing description recorded in the cache (resize, mean/std, colour order).
-    fn preprocessing(&self) -> String;
-    /// "sha256:<hex>" of the weights file, or "seed:N" for a fixed-seed initialisation.
-    fn weights_id(&self) -> String;
+    pub output_shape: Vec<usize>,
+    /// Preprocessing description recorded in the cache.
+    pub preprocessing: String,
+    /// "sha256:<hex>", "seed:N" or "none".
+    pub weights_id: String,
+}
+
+/// A frame embedder the extractor runs in batches.
+///
+/// Implementors provide [`Backbone::meta`] (computed once at construction) and
+/// [`Backbone::forward`]; the metadata accessors read from `meta()`.
+pub trait Backbone: Send {
+    /// What this backbone records about itself in the cache (name, input size, output shape,
+    /// preprocessing, weights id).
+    fn meta(&self) -> &BackboneMeta;
     /// images: [N,3,S,S] float32 RGB in [0,1] on the backbone's device; returns [N,dim] or [N,T,dim] float32.
     /// Applies its own normalisation. Called inside no_grad.
     fn forward(&self, images: &tch::Tensor) -> tch::Tensor;
+
+    /// Name as in the cache attrs, e.g. "iresnet50".
+    fn name(&self) -> &str {
+        &self.meta().name
+    }
+    /// Square input side in pixels the frames are resized to (112, 224, ...).
+    fn input_size(&self) -> u32 {
+        self.meta().input_size
+    }
+    /// Output feature shape per frame: [dim] or [tokens, dim].
+    fn output_shape(&self) -> Vec<usize> {
+        self.meta().output_shape.clone()
+    }
+    /// Human-readable preprocessing description recorded in the cache (resize, mean/std, colour order).
+    fn preprocessing(&self) -> String {
+        self.meta().preprocessing.clone()
+    }
+    /// "sha256:<hex>" of the weights file, or "seed:N" for a fixed-seed initialisation.
+    fn weights_id(&self) -> String {
+        self.meta().weights_id.clone()
+    }
 }
 
 /// Builds the backbone `cfg` names on `device` (weights loaded, eval mode, ready to run).
@@ -133,6 +165,28 @@ pub(crate) fn check_out_dim(cfg: &BackboneConfig, actual: i64) -> anyhow::Result
     }
 }
 
+/// The normalisation and cache metadata of a native tch backbone built from `cfg`: `cfg.mean` /
+/// `cfg.std` (else `mean` / `std`), preprocessing described at `input_size`, and the weights id
+/// of `weights` (else `seed:<cfg.seed>`). An error if a std is not > 0.
+pub(crate) fn normalised_meta(
+    cfg: &BackboneConfig,
+    (mean, std): ([f64; 3], [f64; 3]),
+    input_size: u32,
+    output_shape: Vec<usize>,
+    weights: Option<&WeightsFile>,
+    device: Device,
+) -> anyhow::Result<(Normalise, BackboneMeta)> {
+    let norm = Normalise::new(cfg.mean.unwrap_or(mean), cfg.std.unwrap_or(std), device)?;
+    let meta = BackboneMeta {
+        name: cfg.name.clone(),
+        input_size,
+        output_shape,
+        preprocessing: norm.describe(input_size),
+        weights_id: weights::weights_id(weights, cfg.seed),
+    };
+    Ok((norm, meta))
+}
+
 /// Reads the header and hash of `cfg.weights`, if set.
 pub(crate) fn open_weights(cfg: &BackboneConfig) -> anyhow::Result<Option<WeightsFile>> {
     Ok(match &cfg.weights {
@@ -194,4 +248,42 @@ pub(crate) fn conv(
             ..Default::default()
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalised_meta_takes_config_overrides_else_defaults() {
+        let mut cfg = BackboneConfig::named("vit_b16");
+        cfg.seed = 7;
+        let (_, meta) = normalised_meta(
+            &cfg,
+            (IMAGENET_MEAN, IMAGENET_STD),
+            224,
+            vec![768],
+            None,
+            Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(
+            meta,
+            BackboneMeta {
+                name: "vit_b16".into(),
+                input_size: 224,
+                output_shape: vec![768],
+                preprocessing: "RGB 224x224, pixels/255, (x - mean) / std, \
+                                mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]"
+                    .into(),
+                weights_id: "seed:7".into(),
+            }
+        );
+        cfg.mean = Some([0.5; 3]);
+        cfg.std = Some([0.0, 1.0, 1.0]);
+        let err = normalised_meta(&cfg, ([0.0; 3], [1.0; 3]), 8, vec![1], None, Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("std"), "{err}");
+    }
 }

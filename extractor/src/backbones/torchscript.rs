@@ -15,16 +15,13 @@ use anyhow::Context as _;
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::weights::file_sha256;
-use super::{Backbone, BackboneConfig, Normalise};
+use super::{Backbone, BackboneConfig, BackboneMeta, Normalise};
 
 /// A TorchScript module ready to embed face crops.
 #[derive(Debug)]
 pub struct TorchScript {
-    name: String,
+    meta: BackboneMeta,
     path: PathBuf,
-    input_size: u32,
-    output_shape: Vec<usize>,
-    weights_id: String,
     norm: Normalise,
     module: CModule,
 }
@@ -87,12 +84,16 @@ impl TorchScript {
                 dry.kind()
             );
         }
-        Ok(Self {
+        let meta = BackboneMeta {
             name: cfg.name.clone(),
-            path,
             input_size,
             output_shape: shape[1..].iter().map(|&d| d as usize).collect(),
+            preprocessing: norm.describe(input_size),
             weights_id,
+        };
+        Ok(Self {
+            meta,
+            path,
             norm,
             module,
         })
@@ -100,20 +101,8 @@ impl TorchScript {
 }
 
 impl Backbone for TorchScript {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn input_size(&self) -> u32 {
-        self.input_size
-    }
-    fn output_shape(&self) -> Vec<usize> {
-        self.output_shape.clone()
-    }
-    fn preprocessing(&self) -> String {
-        self.norm.describe(self.input_size)
-    }
-    fn weights_id(&self) -> String {
-        self.weights_id.clone()
+    fn meta(&self) -> &BackboneMeta {
+        &self.meta
     }
     fn forward(&self, images: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();

@@ -25,10 +25,10 @@
 use tch::nn::{self, Conv2D, LayerNorm, Linear, Module};
 use tch::{Device, Kind, Tensor};
 
-use super::weights::{init_vars, weights_id, WeightsFile};
+use super::weights::{init_vars, WeightsFile};
 use super::{
-    check_out_dim, open_weights, positive, Backbone, BackboneConfig, Family, Ffn, Normalise,
-    Pooling, IMAGENET_MEAN, IMAGENET_STD,
+    check_out_dim, normalised_meta, open_weights, positive, Backbone, BackboneConfig, BackboneMeta,
+    Family, Ffn, Normalise, Pooling, IMAGENET_MEAN, IMAGENET_STD,
 };
 
 /// LayerNorm epsilon of timm's ViTs.
@@ -411,8 +411,7 @@ impl Net {
 /// A MAE or DINOv2 vision transformer ready to embed face crops.
 #[derive(Debug)]
 pub struct Vit {
-    name: String,
-    weights_id: String,
+    meta: BackboneMeta,
     norm: Normalise,
     vs: nn::VarStore,
     net: Net,
@@ -442,14 +441,21 @@ impl Vit {
             let _guard = tch::no_grad_guard();
             net.pos_embed()
         };
+        let output_shape = match spec.pooling {
+            Pooling::Tokens => vec![spec.patches() as usize, spec.embed_dim as usize],
+            _ => vec![spec.embed_dim as usize],
+        };
+        let (norm, meta) = normalised_meta(
+            cfg,
+            (IMAGENET_MEAN, IMAGENET_STD),
+            spec.input_size as u32,
+            output_shape,
+            weights.as_ref(),
+            device,
+        )?;
         Ok(Self {
-            name: cfg.name.clone(),
-            weights_id: weights_id(weights.as_ref(), cfg.seed),
-            norm: Normalise::new(
-                cfg.mean.unwrap_or(IMAGENET_MEAN),
-                cfg.std.unwrap_or(IMAGENET_STD),
-                device,
-            )?,
+            meta,
+            norm,
             vs,
             net,
             pos,
@@ -468,24 +474,8 @@ impl Vit {
 }
 
 impl Backbone for Vit {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn input_size(&self) -> u32 {
-        self.net.spec.input_size as u32
-    }
-    fn output_shape(&self) -> Vec<usize> {
-        let s = &self.net.spec;
-        match s.pooling {
-            Pooling::Tokens => vec![s.patches() as usize, s.embed_dim as usize],
-            _ => vec![s.embed_dim as usize],
-        }
-    }
-    fn preprocessing(&self) -> String {
-        self.norm.describe(self.input_size())
-    }
-    fn weights_id(&self) -> String {
-        self.weights_id.clone()
+    fn meta(&self) -> &BackboneMeta {
+        &self.meta
     }
     fn forward(&self, images: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();

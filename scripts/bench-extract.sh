@@ -10,8 +10,13 @@
 # >= 0.95 x our forward-only and >= 1.0 x the peer's pipeline. It is a benchmark, not a test: it
 # never fails on a missed target.
 #
-# Environment: THREADS (2), BATCH (64), REPS (3), MODELS ("iresnet50:128 densenet121:128
-# vit_b16:64" = backbone:frames, frames a multiple of 64), PEER (the peer script).
+# Our pipeline rate is the one after the first batch, which `extractor extract` logs beside the
+# overall rate: the peer times its pipeline after a warm-up forward, so the one-off set-up of the
+# first forward (oneDNN primitives, ~1-2 s) is left out on both sides. The overall rate is kept
+# in the raw results (ours_pipeline_cold_fps) and shown in the table too.
+#
+# Environment: THREADS (2), BATCH (64), REPS (3), MODELS ("iresnet50:256 densenet121:256
+# vit_b16:128" = backbone:frames, frames a multiple of 64 and at least 2 batches), PEER.
 # Results: target/bench/extract/{results.jsonl,table.md}; frames cached in target/bench/frames.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +24,7 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 BATCH=${BATCH:-64}
 REPS=${REPS:-3}
-MODELS=${MODELS:-"iresnet50:128 densenet121:128 vit_b16:64"}
+MODELS=${MODELS:-"iresnet50:256 densenet121:256 vit_b16:128"}
 PEER=${PEER:-../shared/peers/torch_extract_ref.py}
 FRAMES_PER_VIDEO=64
 BENCH=target/bench
@@ -82,15 +87,19 @@ for spec in $MODELS; do
       --videos "$videos" --out "$OUT/cache" >"$log" 2>&1 ||
       { say "extractor extract failed; see $log"; cat "$log" >&2; exit 1; }
     rm -rf "$OUT/cache"
-    fps=$(sed -nE "s/.*$model: $n frames in [0-9.]+ s \(([0-9.]+) frames\/s\).*/\1/p" "$log")
-    [ -n "$fps" ] || { say "no '$n frames in ... frames/s' line in $log"; exit 1; }
+    # "<set>: N frames in T s (R frames/s, W frames/s after the first batch)"
+    line=$(grep -E "$model: $n frames in [0-9.]+ s" "$log" || true)
+    [ -n "$line" ] || { say "no '$model: $n frames in ... frames/s' line in $log"; exit 1; }
+    all_fps=$(sed -nE 's/.* s \(([0-9.]+) frames\/s.*/\1/p' <<<"$line")
+    fps=$(sed -nE 's/.*, ([0-9.]+) frames\/s after the first batch.*/\1/p' <<<"$line")
+    [ -n "$fps" ] || { say "$log: no rate after the first batch (give MODELS at least 2 batches)"; exit 1; }
 
     say "$model round $r/$REPS: ours, forward only (extractor bench)"
     ours_fwd=$("$EXTRACTOR" bench --config /dev/null/none --backbone "$model" \
       --batch-size "$BATCH" --reps 1 --threads "$THREADS" --device cpu 2>/dev/null)
 
-    printf '{"model":"%s","frames":%s,"round":%s,"ours_pipeline_fps":%s,"ours_forward":%s,"peer":%s}\n' \
-      "$model" "$n" "$r" "$fps" "$ours_fwd" "$peer_json" >>"$RESULTS"
+    printf '{"model":"%s","frames":%s,"round":%s,"ours_pipeline_fps":%s,"ours_pipeline_cold_fps":%s,"ours_forward":%s,"peer":%s}\n' \
+      "$model" "$n" "$r" "$fps" "$all_fps" "$ours_fwd" "$peer_json" >>"$RESULTS"
   done
 done
 
@@ -112,19 +121,21 @@ def cell(values):
 
 
 print(f"Feature extraction, frames/s: median [min–max] of {reps} interleaved rounds; batch {batch}, "
-      f"{threads} threads, CPU, the same JPEG frames for both.\n")
+      f"{threads} threads, CPU, the same JPEG frames for both; ours pipeline = after its first "
+      "batch (the peer times its pipeline after a warm-up forward).\n")
 print("| backbone | frames | GFLOP/frame | ours pipeline | ours forward-only | peer pipeline "
       "| peer forward-only | pipeline / our fwd (>= 0.95) | pipeline / peer pipeline (>= 1.0) "
-      "| our fwd / peer fwd |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "| our fwd / peer fwd | ours pipeline incl. first batch |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 m = statistics.median
 for model, rs in by_model.items():
     op = [r["ours_pipeline_fps"] for r in rs]
+    oc = [r["ours_pipeline_cold_fps"] for r in rs]
     of = [r["ours_forward"]["forward_fps"] for r in rs]
     pp = [r["peer"]["pipeline_fps"] for r in rs]
     pf = [r["peer"]["forward_fps"] for r in rs]
     print(f"| {model} | {rs[0]['frames']} | {rs[0]['peer']['gflop_per_frame']} | {cell(op)} "
           f"| {cell(of)} | {cell(pp)} | {cell(pf)} | {m(op) / m(of):.2f} | {m(op) / m(pp):.2f} "
-          f"| {m(of) / m(pf):.2f} |")
+          f"| {m(of) / m(pf):.2f} | {cell(oc)} |")
 EOF
 say "raw results: $RESULTS; table: $OUT/table.md"

@@ -17,8 +17,9 @@ use tch::{Device, Tensor};
 
 use super::weights::init_vars;
 use super::{
-    batch_norm, check_out_dim, conv, normalised_meta, open_weights, positive, Backbone,
-    BackboneConfig, BackboneMeta, Normalise, IMAGENET_MEAN, IMAGENET_STD,
+    batch_norm, channels_last, check_out_dim, conv, convs_channels_last, normalised_meta,
+    open_weights, positive, Backbone, BackboneConfig, BackboneMeta, Normalise, IMAGENET_MEAN,
+    IMAGENET_STD,
 };
 
 /// BatchNorm epsilon of torchvision.
@@ -38,8 +39,8 @@ struct DenseLayer {
 
 impl DenseLayer {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let x = self.conv1.forward(&self.norm1.forward_t(x, false).relu());
-        self.conv2.forward(&self.norm2.forward_t(&x, false).relu())
+        let x = self.conv1.forward(&self.norm1.forward_t(x, false).relu_());
+        self.conv2.forward(&self.norm2.forward_t(&x, false).relu_())
     }
 }
 
@@ -111,7 +112,7 @@ impl Net {
         let mut x = self
             .norm0
             .forward_t(&self.conv0.forward(x), false)
-            .relu()
+            .relu_()
             .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for (layers, transition) in &self.blocks {
             let mut feats = vec![x];
@@ -123,14 +124,14 @@ impl Net {
             if let Some(t) = transition {
                 x = t
                     .conv
-                    .forward(&t.norm.forward_t(&x, false).relu())
+                    .forward(&t.norm.forward_t(&x, false).relu_())
                     .avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>);
             }
         }
         let x = self
             .norm5
             .forward_t(&x, false)
-            .relu()
+            .relu_()
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1);
         match &self.classifier {
@@ -190,6 +191,7 @@ impl DenseNet {
             weights.as_ref(),
             device,
         )?;
+        convs_channels_last(&vs);
         Ok(Self {
             meta,
             norm,
@@ -198,7 +200,9 @@ impl DenseNet {
         })
     }
 
-    /// The parameters and buffers, by their torchvision names (e.g. to save as safetensors).
+    /// The parameters and buffers, by their torchvision names; the convolution weights are
+    /// stored channels-last, so save them with
+    /// [`super::weights::save_safetensors`].
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }
@@ -210,6 +214,6 @@ impl Backbone for DenseNet {
     }
     fn forward(&self, images: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();
-        self.net.forward(&self.norm.apply(images))
+        self.net.forward(&channels_last(&self.norm.apply(images)))
     }
 }

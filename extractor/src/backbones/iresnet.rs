@@ -15,8 +15,8 @@ use tch::{Device, Tensor};
 
 use super::weights::init_vars;
 use super::{
-    batch_norm, check_out_dim, conv, normalised_meta, open_weights, positive, Backbone,
-    BackboneConfig, BackboneMeta, Normalise,
+    batch_norm, channels_last, check_out_dim, conv, convs_channels_last, normalised_meta,
+    open_weights, positive, Backbone, BackboneConfig, BackboneMeta, Normalise,
 };
 
 /// BatchNorm epsilon of arcface_torch.
@@ -68,12 +68,12 @@ impl Block {
         let out = self.bn1.forward_t(x, false);
         let out = self.bn2.forward_t(&self.conv1.forward(&out), false);
         let out = self.conv2.forward(&out.prelu(&self.prelu));
-        let out = self.bn3.forward_t(&out, false);
-        let identity = match &self.downsample {
-            Some((c, b)) => b.forward_t(&c.forward(x), false),
-            None => x.shallow_clone(),
+        let mut out = self.bn3.forward_t(&out, false);
+        match &self.downsample {
+            Some((c, b)) => out += b.forward_t(&c.forward(x), false),
+            None => out += x,
         };
-        out + identity
+        out
     }
 }
 
@@ -176,6 +176,7 @@ impl IResNet {
             weights.as_ref(),
             device,
         )?;
+        convs_channels_last(&vs);
         Ok(Self {
             meta,
             norm,
@@ -184,7 +185,9 @@ impl IResNet {
         })
     }
 
-    /// The parameters and buffers, by their arcface_torch names (e.g. to save as safetensors).
+    /// The parameters and buffers, by their arcface_torch names; the convolution weights are
+    /// stored channels-last, so save them with
+    /// [`super::weights::save_safetensors`].
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }
@@ -196,6 +199,6 @@ impl Backbone for IResNet {
     }
     fn forward(&self, images: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();
-        self.net.forward(&self.norm.apply(images))
+        self.net.forward(&channels_last(&self.norm.apply(images)))
     }
 }

@@ -227,6 +227,31 @@ pub(crate) fn batch_norm(
     }
 }
 
+/// `x` [N,C,H,W] with channels-last strides (NHWC in memory), same values and shape.
+///
+/// oneDNN (CPU) and cuDNN run convolutions on channels-last tensors without reordering them to
+/// and from their own layout at every call; on 2 CPU threads this makes IResNet-50 about 1.4x and
+/// DenseNet-121 about 1.5x faster than contiguous NCHW (`make bench-extract`). Elementwise ops,
+/// BatchNorm, pooling and `cat` keep the layout, so a convolutional network converts its input
+/// once and its convolution weights once ([`convs_channels_last`]).
+pub(crate) fn channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Re-lays every 4-d variable of `vs` (the convolution weights) channels-last in place (see
+/// [`channels_last`]): names, shapes and values are unchanged, and every module holding the
+/// variable sees the new layout. Such a store is saved with [`weights::save_safetensors`].
+pub(crate) fn convs_channels_last(vs: &tch::nn::VarStore) {
+    tch::no_grad(|| {
+        for (_, mut t) in vs.variables() {
+            if t.dim() == 4 {
+                let cl = channels_last(&t);
+                t.set_data(&cl);
+            }
+        }
+    });
+}
+
 /// A bias-free 2-d convolution with PyTorch's names and default (Kaiming uniform) init.
 pub(crate) fn conv(
     p: &tch::nn::Path,

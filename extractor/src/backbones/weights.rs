@@ -298,6 +298,19 @@ pub fn init_vars<M>(
     Ok((vs, built))
 }
 
+/// Writes every variable of `vs` to a safetensors file at `path` under its name, whatever its
+/// memory layout (channels-last convolution weights are written as contiguous copies), so that
+/// the file loads with [`WeightsFile`] and in PyTorch.
+pub fn save_safetensors(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
+    let named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.contiguous()))
+        .collect();
+    Tensor::write_safetensors(&named, path)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+}
+
 /// The cache's `weights` attribute: the file's `sha256:<hex>`, or `seed:N` without a file.
 pub fn weights_id(weights: Option<&WeightsFile>, seed: u64) -> String {
     weights.map_or_else(|| format!("seed:{seed}"), WeightsFile::weights_id)

@@ -24,6 +24,11 @@ pub struct Adam {
     params: Vec<(String, Tensor)>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
+    /// libtorch's optimizer base over the same parameters, used only for its `zero_grad`, which
+    /// drops the gradients (set to none, as PyTorch's default) instead of zeroing them: the next
+    /// backward then writes fresh gradients instead of adding to zeros, one pass less over
+    /// every gradient per step.
+    grad_dropper: tch::COptimizer,
 }
 
 impl Adam {
@@ -37,6 +42,13 @@ impl Adam {
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let m = params.iter().map(|(_, p)| p.zeros_like()).collect();
         let v = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        let mut grad_dropper =
+            tch::COptimizer::sgd(0.0, 0.0, 0.0, 0.0, false).expect("libtorch SGD with lr 0");
+        for (_, p) in &params {
+            grad_dropper
+                .add_parameters(p, 0)
+                .expect("adding a parameter to libtorch's optimizer");
+        }
         Adam {
             lr,
             beta1: 0.9,
@@ -46,6 +58,7 @@ impl Adam {
             params,
             m,
             v,
+            grad_dropper,
         }
     }
 
@@ -54,14 +67,11 @@ impl Adam {
         self.step
     }
 
-    /// Clear the gradients.
+    /// Clear the gradients (drop them: until the next backward, `grad()` is undefined).
     pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.detach_().zero_();
-            }
-        }
+        self.grad_dropper
+            .zero_grad()
+            .expect("libtorch optimizer zero_grad");
     }
 
     /// Scale the gradients so that their global L2 norm is at most `max_norm` (as
@@ -97,19 +107,26 @@ impl Adam {
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = (self.beta1, self.beta2);
-        let bias1 = 1.0 - b1.powi(t);
-        let bias2 = 1.0 - b2.powi(t);
+        let step_size = self.lr / (1.0 - b1.powi(t));
+        let bias2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        // As torch.optim.Adam's single-tensor step, in place: two temporaries per parameter
+        // (g * (1 - b2) and the denominator), each a pass over memory that a 13M-parameter
+        // recurrent model pays on every step.
         tch::no_grad(|| {
             for (((_, p), m), v) in self.params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
                 let g = p.grad();
                 if !g.defined() {
                     continue;
                 }
-                let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
-                let _ = v.g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));
-                let denom = v.sqrt() / bias2.sqrt() + self.eps;
-                let update = &*m / denom * (self.lr / bias1);
-                let _ = p.g_sub_(&update);
+                let _ = m.lerp_(&g, 1.0 - b1);
+                let _ = v.g_mul_scalar_(b2).addcmul_(&(&g * (1.0 - b2)), &g);
+                // p -= step_size * m / (sqrt(v) / bias2_sqrt + eps)
+                let mut denom = v.sqrt();
+                let _ = denom
+                    .g_div_scalar_(bias2_sqrt)
+                    .g_add_scalar_(self.eps)
+                    .g_div_scalar_(-step_size);
+                let _ = p.addcdiv_(m, &denom);
             }
         });
     }

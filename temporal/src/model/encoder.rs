@@ -13,16 +13,21 @@
 use super::config::{Arch, Config};
 use super::state::RnnState;
 use super::transformer::{torch_linear, EncoderLayer, SinusoidalPositions};
-use tch::nn::{self, RNN};
+use tch::nn;
 use tch::Tensor;
 
 /// One GRU or LSTM layer with its carried state.
+///
+/// The layer calls ATen's `gru` / `lstm` itself (as `nn.GRU` / `nn.LSTM` do) rather than through
+/// tch's `nn::RNN`, whose `train` flag is fixed at construction: in evaluation ATen's LSTM then
+/// runs oneDNN's inference primitive, which keeps no workspace for a backward pass, as the
+/// PyTorch module in `eval()` does.
 #[derive(Debug)]
-pub enum RnnBlock {
-    /// `nn.GRU(d_in, hidden, batch_first=True)`.
-    Gru(nn::GRU),
-    /// `nn.LSTM(d_in, hidden, batch_first=True)`.
-    Lstm(nn::LSTM),
+pub struct RnnBlock {
+    arch: Arch,
+    hidden: i64,
+    /// `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, in ATen's order.
+    weights: [Tensor; 4],
 }
 
 impl RnnBlock {
@@ -36,51 +41,61 @@ impl RnnBlock {
             lo: -bound,
             up: bound,
         };
-        let cfg = nn::RNNConfig {
-            batch_first: true,
-            w_ih_init: init,
-            w_hh_init: init,
-            b_ih_init: Some(init),
-            b_hh_init: Some(init),
-            ..Default::default()
-        };
-        let p = &p / "rnn";
-        match arch {
-            Arch::Gru => RnnBlock::Gru(nn::gru(&p, d_in, hidden, cfg)),
-            Arch::Lstm => RnnBlock::Lstm(nn::lstm(&p, d_in, hidden, cfg)),
+        let gates = match arch {
+            Arch::Gru => 3 * hidden,
+            Arch::Lstm => 4 * hidden,
             Arch::Transformer | Arch::Mlp => {
                 panic!("RnnBlock::new needs a recurrent arch, got {arch}")
             }
+        };
+        let p = &p / "rnn";
+        let weights = [
+            p.var("weight_ih_l0", &[gates, d_in], init),
+            p.var("weight_hh_l0", &[gates, hidden], init),
+            p.var("bias_ih_l0", &[gates], init),
+            p.var("bias_hh_l0", &[gates], init),
+        ];
+        RnnBlock {
+            arch,
+            hidden,
+            weights,
         }
     }
 
     /// Runs `x [B, L, d_in]` from `state` (zeros when `None`, as PyTorch does) and returns the
-    /// outputs `[B, L, hidden]` and the final state.
+    /// outputs `[B, L, hidden]` and the final state. `train` selects ATen's training or
+    /// inference kernels (there is no dropout in a one-layer RNN).
     ///
     /// # Panics
     /// If `state` is of the other kind (an LSTM state for a GRU or the reverse).
-    pub fn forward(&self, x: &Tensor, state: Option<&RnnState>) -> (Tensor, RnnState) {
-        let b = x.size()[0];
-        match (self, state) {
-            (RnnBlock::Gru(rnn), None) => {
-                let (y, s) = rnn.seq_init(x, &rnn.zero_state(b));
-                (y, RnnState::Gru(s.0))
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        state: Option<&RnnState>,
+        train: bool,
+    ) -> (Tensor, RnnState) {
+        let zeros = || Tensor::zeros([1, x.size()[0], self.hidden], (x.kind(), x.device()));
+        let w: Vec<&Tensor> = self.weights.iter().collect();
+        match (self.arch, state) {
+            (Arch::Gru, None | Some(RnnState::Gru(_))) => {
+                let h0 = match state {
+                    Some(RnnState::Gru(h)) => h.shallow_clone(),
+                    _ => zeros(),
+                };
+                let (y, h) = x.gru(&h0, &w, true, 1, 0.0, train, false, true);
+                (y, RnnState::Gru(h))
             }
-            (RnnBlock::Gru(rnn), Some(RnnState::Gru(h))) => {
-                let (y, s) = rnn.seq_init(x, &nn::GRUState(h.shallow_clone()));
-                (y, RnnState::Gru(s.0))
-            }
-            (RnnBlock::Lstm(rnn), None) => {
-                let (y, nn::LSTMState((h, c))) = rnn.seq_init(x, &rnn.zero_state(b));
+            (Arch::Lstm, None | Some(RnnState::Lstm { .. })) => {
+                let (h0, c0) = match state {
+                    Some(RnnState::Lstm { h, c }) => (h.shallow_clone(), c.shallow_clone()),
+                    _ => (zeros(), zeros()),
+                };
+                let (y, h, c) = x.lstm(&[&h0, &c0], &w, true, 1, 0.0, train, false, true);
                 (y, RnnState::Lstm { h, c })
             }
-            (RnnBlock::Lstm(rnn), Some(RnnState::Lstm { h, c })) => {
-                let state = nn::LSTMState((h.shallow_clone(), c.shallow_clone()));
-                let (y, nn::LSTMState((h, c))) = rnn.seq_init(x, &state);
-                (y, RnnState::Lstm { h, c })
-            }
-            (RnnBlock::Gru(_), Some(_)) => panic!("a GRU layer was given an LSTM state"),
-            (RnnBlock::Lstm(_), Some(_)) => panic!("an LSTM layer was given a GRU state"),
+            (Arch::Gru, Some(_)) => panic!("a GRU layer was given an LSTM state"),
+            (Arch::Lstm, Some(_)) => panic!("an LSTM layer was given a GRU state"),
+            (Arch::Transformer | Arch::Mlp, _) => unreachable!("RnnBlock::new checks the arch"),
         }
     }
 }
@@ -144,7 +159,7 @@ impl Encoder {
     ) -> (Tensor, Option<RnnState>) {
         match self {
             Encoder::Recurrent(rnn) => {
-                let (y, s) = rnn.forward(x, state);
+                let (y, s) = rnn.forward_t(x, state, train);
                 (y, Some(s))
             }
             Encoder::Transformer {

@@ -123,7 +123,7 @@ impl Tops {
             let out = match &self.tops[&t] {
                 Top::Recurrent(rnn) => {
                     let name = format!("top_{}", t.name());
-                    let (y, s) = rnn.forward(&input, states.and_then(|s| s.get(&name)));
+                    let (y, s) = rnn.forward_t(&input, states.and_then(|s| s.get(&name)), train);
                     new_states.insert(name, s);
                     y
                 }

@@ -243,9 +243,12 @@ struct Block {
 
 impl Block {
     fn mlp(&self, x: &Tensor) -> Tensor {
-        let h = self.fc1.forward(x);
+        // In place where the input is a fresh temporary: the hidden activations are the largest
+        // tensors of the network (tokens x 4 dim per frame), and a second copy is an allocation
+        // and a pass over memory per block.
+        let mut h = self.fc1.forward(x);
         let h = match self.ffn {
-            Ffn::Gelu => h.gelu("none"),
+            Ffn::Gelu => h.gelu_("none"),
             Ffn::Swiglu => {
                 let halves = h.chunk(2, -1);
                 halves[0].silu() * &halves[1]
@@ -259,9 +262,9 @@ impl Block {
             Some(g) => y * g,
             None => y,
         };
-        let x = x + scale(self.attn.forward(&self.norm1.forward(x)), &self.ls1);
-        let y = scale(self.mlp(&self.norm2.forward(&x)), &self.ls2);
-        x + y
+        let mut x = x + scale(self.attn.forward(&self.norm1.forward(x)), &self.ls1);
+        x += scale(self.mlp(&self.norm2.forward(&x)), &self.ls2);
+        x
     }
 }
 

@@ -23,7 +23,7 @@ pub enum Top {
     /// `tops.<task> = RNNBlock(arch, d_in, hidden)`.
     Recurrent(RnnBlock),
     /// `tops.<task> = TransformerEncoderLayer(d_model, n_heads, ff, dropout)`.
-    Transformer(EncoderLayer),
+    Transformer(Box<EncoderLayer>),
     /// `tops.<task>.fc = Linear(d_in, hidden)` + ReLU (the `mlp` baseline).
     Frame(nn::Linear),
 }
@@ -56,7 +56,13 @@ impl Tops {
                 } else if cfg.arch == Arch::Mlp {
                     Top::Frame(torch_linear(&p / "fc", d_in, cfg.hidden))
                 } else {
-                    Top::Transformer(EncoderLayer::new(p, d, cfg.n_heads, cfg.ff, cfg.dropout))
+                    Top::Transformer(Box::new(EncoderLayer::new(
+                        p,
+                        d,
+                        cfg.n_heads,
+                        cfg.ff,
+                        cfg.dropout,
+                    )))
                 };
                 tops.insert(t, top);
             }

@@ -200,9 +200,8 @@ impl DenseNet {
         })
     }
 
-    /// The parameters and buffers, by their torchvision names; the convolution weights are
-    /// stored channels-last, so save them with
-    /// [`super::weights::save_safetensors`].
+    /// The parameters and buffers, by their torchvision names. The convolution weights are
+    /// stored channels-last: save with [`super::weights::save_safetensors`].
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

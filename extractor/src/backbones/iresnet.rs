@@ -185,9 +185,8 @@ impl IResNet {
         })
     }
 
-    /// The parameters and buffers, by their arcface_torch names; the convolution weights are
-    /// stored channels-last, so save them with
-    /// [`super::weights::save_safetensors`].
+    /// The parameters and buffers, by their arcface_torch names. The convolution weights are
+    /// stored channels-last: save with [`super::weights::save_safetensors`].
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

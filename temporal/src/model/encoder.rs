@@ -75,14 +75,13 @@ impl RnnBlock {
         train: bool,
     ) -> (Tensor, RnnState) {
         let zeros = || Tensor::zeros([1, x.size()[0], self.hidden], (x.kind(), x.device()));
-        let w: Vec<&Tensor> = self.weights.iter().collect();
         match (self.arch, state) {
             (Arch::Gru, None | Some(RnnState::Gru(_))) => {
                 let h0 = match state {
                     Some(RnnState::Gru(h)) => h.shallow_clone(),
                     _ => zeros(),
                 };
-                let (y, h) = x.gru(&h0, &w, true, 1, 0.0, train, false, true);
+                let (y, h) = x.gru(&h0, &self.weights, true, 1, 0.0, train, false, true);
                 (y, RnnState::Gru(h))
             }
             (Arch::Lstm, None | Some(RnnState::Lstm { .. })) => {
@@ -90,7 +89,7 @@ impl RnnBlock {
                     Some(RnnState::Lstm { h, c }) => (h.shallow_clone(), c.shallow_clone()),
                     _ => (zeros(), zeros()),
                 };
-                let (y, h, c) = x.lstm(&[&h0, &c0], &w, true, 1, 0.0, train, false, true);
+                let (y, h, c) = x.lstm(&[h0, c0], &self.weights, true, 1, 0.0, train, false, true);
                 (y, RnnState::Lstm { h, c })
             }
             (Arch::Gru, Some(_)) => panic!("a GRU layer was given an LSTM state"),

@@ -392,8 +392,9 @@ fn check(args: &BenchArgs, model_cfg: &Config) -> Result<()> {
 }
 
 /// A split of `videos` videos of `frames` rows each: features standard normal `[N, dim]` drawn
-/// by libtorch's generator seeded with `seed` (straight into one tensor, no host copy); labels
-/// drawn from ChaCha8 seeded with `seed` as the peer's: valence and arousal uniform in [-1, 1)
+/// from ChaCha8 seeded with `seed` on stream 1 (filled into one tensor in chunks, so the host
+/// never holds a second copy, and independent of libtorch's global generator, which other
+/// threads may draw from); labels drawn from ChaCha8 seeded with `seed` as the peer's: valence and arousal uniform in [-1, 1)
 /// and both invalid with probability 0.1, expression uniform in 0..8 and invalid with
 /// probability 0.1, AUs 0/1 with probability 1/2 each and the whole frame's AUs invalid with
 /// probability 0.1 (each task independently). Frame numbers are 1..=frames per video.
@@ -418,8 +419,7 @@ pub fn synthetic_split(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    tch::manual_seed(seed as i64);
-    let feats = Tensor::randn([n as i64, dim as i64], (Kind::Float, device));
+    let feats = standard_normal_rows(n, dim, seed, device);
     Ok(SplitData {
         feats,
         va,
@@ -429,6 +429,27 @@ pub fn synthetic_split(
         videos: spans,
         set_dims: vec![("synthetic".to_string(), dim)],
     })
+}
+
+/// `[n, dim]` standard normal values from ChaCha8 (`seed`, stream 1), copied into the tensor
+/// 4096 rows at a time.
+fn standard_normal_rows(n: usize, dim: usize, seed: u64, device: Device) -> Tensor {
+    const CHUNK_ROWS: usize = 4096;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(1);
+    let feats = Tensor::empty([n as i64, dim as i64], (Kind::Float, device));
+    let mut buf = vec![0f32; CHUNK_ROWS.min(n) * dim];
+    for start in (0..n).step_by(CHUNK_ROWS) {
+        let rows = CHUNK_ROWS.min(n - start);
+        let chunk = &mut buf[..rows * dim];
+        chunk
+            .iter_mut()
+            .for_each(|x| *x = rng.sample(rand_distr::StandardNormal));
+        feats
+            .narrow(0, start as i64, rows as i64)
+            .copy_(&Tensor::from_slice(chunk).view([rows as i64, dim as i64]));
+    }
+    feats
 }
 
 fn random_labels(rng: &mut impl Rng, invalid: f64) -> FrameLabels {

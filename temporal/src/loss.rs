@@ -426,6 +426,7 @@ mod tests {
     fn outputs(pairs: Vec<(&str, Tensor)>) -> Outputs {
         Outputs {
             by_task: pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            deferred: Default::default(),
         }
     }
 
@@ -590,6 +591,7 @@ mod tests {
                 .cloned()
                 .zip(leaves.iter().map(Tensor::shallow_clone))
                 .collect(),
+            deferred: Default::default(),
         };
         let (total, _) = mtl_loss(&out2, labels, valid, cfg);
         total.backward();

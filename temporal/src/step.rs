@@ -48,7 +48,7 @@ pub fn step_frames(step: &Step) -> usize {
 /// One training step on `step` of a plan over `data`: the state of the previous step `prev`
 /// (as returned by the previous call, `None` at the start of a pass) is zeroed where a stream
 /// starts a new video and detached; forward with dropout; [`mtl_loss`]; then, if the loss is
-/// finite, `zero_grad`, backward, [`Adam::clip_grad_norm`] with `clip` and [`Adam::step`].
+/// finite, `zero_grad`, backward ([`crate::model::Outputs::backward`]), [`Adam::clip_grad_norm`] with `clip` and [`Adam::step`].
 pub fn train_step(
     model: &TemporalMtl,
     opt: &mut Adam,
@@ -61,14 +61,14 @@ pub fn train_step(
     let (x, labels) = gather(data, step);
     let carried = prev.map(|s| s.carry(&step.reset.logical_not()));
     let pad = step.valid.logical_not();
-    let (out, states) = model.forward_t(&x, Some(&pad), carried.as_ref(), true);
+    let (mut out, states) = model.forward_t(&x, Some(&pad), carried.as_ref(), true);
     let (loss, parts) = mtl_loss(&out, &labels, &step.valid, loss_cfg);
     let value = loss.double_value(&[]);
     if !value.is_finite() {
         return Err(NonFiniteLoss { value });
     }
     opt.zero_grad();
-    loss.backward();
+    out.backward(&loss);
     opt.clip_grad_norm(clip);
     opt.step();
     Ok(TrainStep {

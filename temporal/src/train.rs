@@ -12,10 +12,11 @@ use crate::config::TrainConfig;
 use crate::data::normalise::Normalisation;
 use crate::data::streams::StreamPlan;
 use crate::data::{FrameMode, Split, SplitData, SplitLabels};
-use crate::infer::{gather, infer_rows, scored_predictions};
+use crate::infer::{infer_rows, scored_predictions};
 use crate::model::{Arch, HeadTask, States, TemporalMtl, Topology};
 use crate::optim::Adam;
 use crate::run::{load_weights, save_weights, Checkpoint, EpochMetrics, Progress, RunDir};
+use crate::step::{train_step, NonFiniteLoss};
 use crate::sweep::{self, Fold, MemberStatus};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -27,7 +28,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::VarStore;
-use tch::{Device, Kind};
+use tch::Device;
 
 /// Train a temporal multi-task model (flags override the config file).
 #[derive(Debug, Args)]
@@ -312,34 +313,36 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
         let mut total = 0.0;
         for t in 0..plan.n_steps() {
             let step = plan.step(t, device);
-            let (x, labels) = gather(&train_data, &step);
-            let carried = states.as_ref().map(|s| s.carry(&step.reset.logical_not()));
-            let pad = step.valid.logical_not();
-            let (out, new_states) = model.forward_t(&x, Some(&pad), carried.as_ref(), true);
-            let (loss, parts) = crate::loss::mtl_loss(&out, &labels, &step.valid, &loss_cfg);
-            let value = loss.double_value(&[]);
-            if !value.is_finite() {
-                bar.abandon();
-                bail!(
-                    "the loss became {value} at epoch {epoch}, step {} of {}; stopped. The last good \
-                     checkpoint is {} (epoch {}). Try a lower --lr or check the features for NaN.",
-                    t + 1,
-                    plan.n_steps(),
-                    dir.checkpoint(Checkpoint::Last).display(),
-                    epoch - 1
-                );
-            }
-            opt.zero_grad();
-            loss.backward();
-            opt.clip_grad_norm(cfg.clip);
-            opt.step();
-            states = Some(new_states);
+            let done = match train_step(
+                &model,
+                &mut opt,
+                &train_data,
+                &step,
+                states.as_ref(),
+                &loss_cfg,
+                cfg.clip,
+            ) {
+                Ok(done) => done,
+                Err(NonFiniteLoss { value }) => {
+                    bar.abandon();
+                    bail!(
+                        "the loss became {value} at epoch {epoch}, step {} of {}; stopped. The last \
+                         good checkpoint is {} (epoch {}). Try a lower --lr or check the features \
+                         for NaN.",
+                        t + 1,
+                        plan.n_steps(),
+                        dir.checkpoint(Checkpoint::Last).display(),
+                        epoch - 1
+                    );
+                }
+            };
+            let (value, parts) = (done.loss, done.parts);
+            states = Some(done.states);
             total += value;
             for (k, v) in parts {
                 *sums.entry(k).or_default() += v;
             }
-            let frames = step.valid.sum(Kind::Int64).int64_value(&[]) as u64;
-            bar.inc(frames);
+            bar.inc(done.frames as u64);
             bar.set_message(format!("loss {value:.4}"));
         }
         let train_secs = started.elapsed().as_secs_f64();

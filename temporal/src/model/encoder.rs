@@ -11,6 +11,7 @@
 //! pack padded sequences: as in the reference, a recurrent layer runs over padded frames too.
 
 use super::config::{Arch, Config};
+use super::gru::{self, DeferredGrads};
 use super::state::RnnState;
 use super::transformer::{torch_linear, EncoderLayer, SinusoidalPositions};
 use tch::nn;
@@ -64,7 +65,9 @@ impl RnnBlock {
 
     /// Runs `x [B, L, d_in]` from `state` (zeros when `None`, as PyTorch does) and returns the
     /// outputs `[B, L, hidden]` and the final state. `train` selects ATen's training or
-    /// inference kernels (there is no dropout in a one-layer RNN).
+    /// inference kernels (there is no dropout in a one-layer RNN); a GRU in training with
+    /// gradients runs [`gru::train_forward`] instead and records its deferred recurrent weight
+    /// gradient in `deferred` (complete the backward pass with [`DeferredGrads::backward`]).
     ///
     /// # Panics
     /// If `state` is of the other kind (an LSTM state for a GRU or the reverse).
@@ -73,6 +76,7 @@ impl RnnBlock {
         x: &Tensor,
         state: Option<&RnnState>,
         train: bool,
+        deferred: &mut DeferredGrads,
     ) -> (Tensor, RnnState) {
         let zeros = || Tensor::zeros([1, x.size()[0], self.hidden], (x.kind(), x.device()));
         match (self.arch, state) {
@@ -81,6 +85,13 @@ impl RnnBlock {
                     Some(RnnState::Gru(h)) => h.shallow_clone(),
                     _ => zeros(),
                 };
+                if train {
+                    let (y, h, d) = gru::train_forward(x, &h0, &self.weights);
+                    if y.requires_grad() {
+                        deferred.push(d);
+                    }
+                    return (y, RnnState::Gru(h));
+                }
                 let (y, h) = x.gru(&h0, &self.weights, true, 1, 0.0, train, false, true);
                 (y, RnnState::Gru(h))
             }
@@ -149,16 +160,18 @@ impl Encoder {
 
     /// `x [B, L, feat_dim]` -> `[B, L, d]`. Recurrent: from `state`, returning the new state.
     /// Transformer: attends within the segment with the additive padding `bias`; no state.
+    /// A GRU in training records its deferred weight gradient in `deferred`.
     pub fn forward_t(
         &self,
         x: &Tensor,
         bias: Option<&Tensor>,
         state: Option<&RnnState>,
         train: bool,
+        deferred: &mut DeferredGrads,
     ) -> (Tensor, Option<RnnState>) {
         match self {
             Encoder::Recurrent(rnn) => {
-                let (y, s) = rnn.forward_t(x, state, train);
+                let (y, s) = rnn.forward_t(x, state, train, deferred);
                 (y, Some(s))
             }
             Encoder::Transformer {

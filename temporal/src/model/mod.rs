@@ -35,6 +35,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod encoder;
+pub mod gru;
 pub mod heads;
 pub mod state;
 pub mod topology;
@@ -53,9 +54,19 @@ pub struct Outputs {
     /// Raw outputs per head name (`valence`, `arousal`: `[B, L, 1]`; `expr`: `[B, L, 8]` logits;
     /// `au`: `[B, L, 12]` logits). Only the configured tasks are present.
     pub by_task: BTreeMap<String, Tensor>,
+    /// The recurrent weight gradients the GRU training path left for [`Outputs::backward`].
+    pub deferred: gru::DeferredGrads,
 }
 
 impl Outputs {
+    /// The backward pass of a loss computed from these outputs: `loss.backward()`, then the
+    /// deferred GRU weight gradients ([`gru::DeferredGrads::backward`]). Train with this, not
+    /// with `loss.backward()` alone, which would leave a training GRU's `weight_hh_l0` and
+    /// `bias_hh_l0` without their gradient.
+    pub fn backward(&mut self, loss: &Tensor) {
+        self.deferred.backward(loss);
+    }
+
     /// The output of one head, if the model has it.
     pub fn get(&self, task: HeadTask) -> Option<&Tensor> {
         self.by_task.get(task.name())
@@ -140,6 +151,7 @@ impl TemporalMtl {
         train: bool,
     ) -> (Outputs, States) {
         let mut new_states = States::empty();
+        let mut deferred = gru::DeferredGrads::default();
         let bias = match pad {
             Some(pad) if self.cfg.arch == Arch::Transformer => {
                 Some(transformer::key_padding_bias(pad, x.kind()))
@@ -151,13 +163,19 @@ impl TemporalMtl {
             bias.as_ref(),
             states.and_then(|s| s.get("bottom")),
             train,
+            &mut deferred,
         );
         if let Some(s) = bottom_state {
             new_states.insert("bottom", s);
         }
-        let feats = self
-            .tops
-            .forward_t(&h, bias.as_ref(), states, &mut new_states, train);
+        let feats = self.tops.forward_t(
+            &h,
+            bias.as_ref(),
+            states,
+            &mut new_states,
+            train,
+            &mut deferred,
+        );
         let by_task = self
             .heads
             .iter()
@@ -166,7 +184,7 @@ impl TemporalMtl {
                 (t.name().to_string(), head.forward_t(&f, train))
             })
             .collect();
-        (Outputs { by_task }, new_states)
+        (Outputs { by_task, deferred }, new_states)
     }
 }
 
@@ -348,9 +366,11 @@ mod tests {
                 };
                 let before = eval();
                 for _ in 0..40 {
-                    let (out, _) = model.forward_t(&x, None, None, true);
+                    let (mut out, _) = model.forward_t(&x, None, None, true);
                     let (loss, _) = mtl_loss(&out, &labels, &valid, &cfg);
-                    opt.backward_step(&loss);
+                    opt.zero_grad();
+                    out.backward(&loss);
+                    opt.step();
                 }
                 let after = eval();
                 assert!(

@@ -11,6 +11,7 @@
 
 use super::config::{Arch, Config, HeadTask, Topology};
 use super::encoder::RnnBlock;
+use super::gru::DeferredGrads;
 use super::state::States;
 use super::transformer::{torch_linear, EncoderLayer};
 use std::collections::BTreeMap;
@@ -101,7 +102,8 @@ impl Tops {
 
     /// Per-task features from the bottom output `h [B, L, d]`. Recurrent tops start from
     /// `states["top_<task>"]` (zeros when absent) and record their final state in `new_states`;
-    /// Transformer tops use the padding `bias`.
+    /// Transformer tops use the padding `bias`. GRU tops in training record their deferred
+    /// weight gradients in `deferred`.
     pub fn forward_t(
         &self,
         h: &Tensor,
@@ -109,6 +111,7 @@ impl Tops {
         states: Option<&States>,
         new_states: &mut States,
         train: bool,
+        deferred: &mut DeferredGrads,
     ) -> BTreeMap<HeadTask, Tensor> {
         let mut feats = BTreeMap::new();
         if self.topology == Topology::Basic {
@@ -129,7 +132,8 @@ impl Tops {
             let out = match &self.tops[&t] {
                 Top::Recurrent(rnn) => {
                     let name = format!("top_{}", t.name());
-                    let (y, s) = rnn.forward_t(&input, states.and_then(|s| s.get(&name)), train);
+                    let state = states.and_then(|s| s.get(&name));
+                    let (y, s) = rnn.forward_t(&input, state, train, deferred);
                     new_states.insert(name, s);
                     y
                 }

@@ -7,6 +7,7 @@
 //!
 //! What it does not: apply softmax / sigmoid (the loss and the predictor do that).
 
+use super::dropout::dropout;
 use super::transformer::torch_linear;
 use tch::nn;
 use tch::Tensor;
@@ -38,12 +39,7 @@ impl Head {
 
     /// `[B, L, d_in]` -> `[B, L, d_out]`; dropout only when `train`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.l0)
-            .relu()
-            .dropout(self.dropout, train)
-            .apply(&self.l3)
-            .relu()
-            .dropout(self.dropout, train)
-            .apply(&self.l6)
+        let h = dropout(&x.apply(&self.l0).relu(), self.dropout, train);
+        dropout(&h.apply(&self.l3).relu(), self.dropout, train).apply(&self.l6)
     }
 }

@@ -12,8 +12,9 @@
 //! a PyTorch `state_dict` saved as safetensors loads with [`checkpoint::load_strict`].
 //!
 //! What it does not: batch videos into streams, train, or compute losses (see [`crate::loss`]).
-//! Dropout masks in training mode are drawn from libtorch's generator, so training runs are not
-//! bit-identical to PyTorch's; evaluation mode is (within float rounding).
+//! Dropout masks in training mode are drawn by [`dropout::dropout`] (seeded from libtorch's
+//! generator), so training runs are not bit-identical to PyTorch's; evaluation mode is (within
+//! float rounding).
 //!
 //! # Parity fixtures
 //! `temporal/tests/parity.rs` compares this model and [`crate::loss::mtl_loss`] with the PyTorch
@@ -34,6 +35,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod dropout;
 pub mod encoder;
 pub mod gru;
 pub mod heads;
@@ -180,7 +182,7 @@ impl TemporalMtl {
             .heads
             .iter()
             .map(|(t, head)| {
-                let f = feats[t].dropout(self.cfg.dropout, train);
+                let f = dropout::dropout(&feats[t], self.cfg.dropout, train);
                 (t.name().to_string(), head.forward_t(&f, train))
             })
             .collect();

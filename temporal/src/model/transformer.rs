@@ -11,6 +11,7 @@
 //!
 //! What it does not: causal masks, pre-norm layers, or attention across segments.
 
+use super::dropout::dropout;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
@@ -182,17 +183,14 @@ impl EncoderLayer {
 
     /// `x [B, L, d]` -> `[B, L, d]`; `bias` from [`key_padding_bias`]; dropout only when `train`.
     pub fn forward_t(&self, x: &Tensor, bias: Option<&Tensor>, train: bool) -> Tensor {
-        let sa = self
-            .self_attn
-            .forward_t(x, bias, train)
-            .dropout(self.dropout, train);
+        let sa = dropout(
+            &self.self_attn.forward_t(x, bias, train),
+            self.dropout,
+            train,
+        );
         let x = self.norm1.forward(&(x + sa));
-        let ff = x
-            .apply(&self.linear1)
-            .relu()
-            .dropout(self.dropout, train)
-            .apply(&self.linear2)
-            .dropout(self.dropout, train);
+        let ff = dropout(&x.apply(&self.linear1).relu(), self.dropout, train).apply(&self.linear2);
+        let ff = dropout(&ff, self.dropout, train);
         self.norm2.forward(&(x + ff))
     }
 }

@@ -12,6 +12,7 @@
 
 use super::config::{Arch, Config};
 use super::gru::{self, DeferredGrads};
+use super::rnn_eval;
 use super::state::RnnState;
 use super::transformer::{torch_linear, EncoderLayer, SinusoidalPositions};
 use tch::nn;
@@ -19,10 +20,10 @@ use tch::Tensor;
 
 /// One GRU or LSTM layer with its carried state.
 ///
-/// The layer calls ATen's `gru` / `lstm` itself (as `nn.GRU` / `nn.LSTM` do) rather than through
-/// tch's `nn::RNN`, whose `train` flag is fixed at construction: in evaluation ATen's LSTM then
-/// runs oneDNN's inference primitive, which keeps no workspace for a backward pass, as the
-/// PyTorch module in `eval()` does.
+/// Which kernels run: without gradients (validation, prediction) [`rnn_eval`]'s loops on a
+/// packed recurrent weight; a GRU that trains [`gru::train_forward`]; otherwise ATen's `gru` /
+/// `lstm`, called directly (as `nn.GRU` / `nn.LSTM` do) rather than through tch's `nn::RNN`,
+/// whose `train` flag is fixed at construction.
 #[derive(Debug)]
 pub struct RnnBlock {
     arch: Arch,
@@ -64,10 +65,12 @@ impl RnnBlock {
     }
 
     /// Runs `x [B, L, d_in]` from `state` (zeros when `None`, as PyTorch does) and returns the
-    /// outputs `[B, L, hidden]` and the final state. `train` selects ATen's training or
-    /// inference kernels (there is no dropout in a one-layer RNN); a GRU in training with
-    /// gradients runs [`gru::train_forward`] instead and records its deferred recurrent weight
-    /// gradient in `deferred` (complete the backward pass with [`DeferredGrads::backward`]).
+    /// outputs `[B, L, hidden]` and the final state. Without gradients (`tch::no_grad`) the
+    /// layer runs [`rnn_eval`] (ATen's kernels where MKL's packed GEMM is missing); otherwise
+    /// `train` selects ATen's training or inference kernels (there is no dropout in a one-layer
+    /// RNN), and a GRU in training runs [`gru::train_forward`] and records its deferred
+    /// recurrent weight gradient in `deferred` (complete the backward pass with
+    /// [`DeferredGrads::backward`]).
     ///
     /// # Panics
     /// If `state` is of the other kind (an LSTM state for a GRU or the reverse).
@@ -85,6 +88,11 @@ impl RnnBlock {
                     Some(RnnState::Gru(h)) => h.shallow_clone(),
                     _ => zeros(),
                 };
+                if !rnn_eval::records_gradients() {
+                    if let Some((y, h)) = rnn_eval::gru(x, &h0, &self.weights) {
+                        return (y, RnnState::Gru(h));
+                    }
+                }
                 if train {
                     let (y, h, d) = gru::train_forward(x, &h0, &self.weights);
                     if y.requires_grad() {
@@ -100,6 +108,11 @@ impl RnnBlock {
                     Some(RnnState::Lstm { h, c }) => (h.shallow_clone(), c.shallow_clone()),
                     _ => (zeros(), zeros()),
                 };
+                if !rnn_eval::records_gradients() {
+                    if let Some((y, h, c)) = rnn_eval::lstm(x, &h0, &c0, &self.weights) {
+                        return (y, RnnState::Lstm { h, c });
+                    }
+                }
                 let (y, h, c) = x.lstm(&[h0, c0], &self.weights, true, 1, 0.0, train, false, true);
                 (y, RnnState::Lstm { h, c })
             }

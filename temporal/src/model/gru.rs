@@ -14,7 +14,7 @@
 //! backward product `g_t W_hh` reads it in the GEMM's fast orientation (gru/share-bottom
 //! training 640 frames/s against 503 with a transposed view; ATen's `gru` 397).
 //!
-//! What it does not: run in evaluation or without gradients (ATen's `gru` does that, see
+//! What it does not: run without gradients ([`super::rnn_eval`] does that, see
 //! [`super::encoder::RnnBlock`]), or handle LSTM (ATen runs oneDNN's fused LSTM, which is faster
 //! than this loop would be).
 

@@ -39,6 +39,8 @@ pub mod dropout;
 pub mod encoder;
 pub mod gru;
 pub mod heads;
+pub mod packed;
+pub mod rnn_eval;
 pub mod state;
 pub mod topology;
 pub mod transformer;

@@ -89,6 +89,27 @@ impl DeferredGrads {
     }
 }
 
+/// The input projection `x W_ihᵀ + bias` of every frame of `x [B, L, d_in]`, `[B, L, gates]`
+/// (one GEMM; GRU and LSTM layers both start with it).
+pub(super) fn input_projection(x: &Tensor, w_ih: &Tensor, bias: &Tensor) -> Tensor {
+    let (b, l, d_in) = x.size3().expect("recurrent input [B, L, d_in]");
+    bias.addmm(&x.reshape([-1, d_in]), &w_ih.tr())
+        .view([b, l, -1])
+}
+
+/// ATen's GRU cell for one frame: the new state from `h [B, H]`, the frame's input projection
+/// `gi [B, 3H]` and its recurrent product `gh = h W_hhᵀ + b_hh [B, 3H]`, in ATen's order.
+/// `gh` must be fresh (it is overwritten in place: `unsafe_chunk`, no shared version counter,
+/// which keeps the saved tensors of a training graph as small as ATen's).
+pub(super) fn cell(h: &Tensor, gi: &Tensor, gh: Tensor) -> Tensor {
+    let gi = gi.unsafe_chunk(3, 1);
+    let mut gh = gh.unsafe_chunk(3, 1);
+    let r = gh[0].g_add_(&gi[0]).sigmoid_();
+    let z = gh[1].g_add_(&gi[1]).sigmoid_();
+    let n = gi[2].g_add(&gh[2].g_mul_(&r)).tanh_();
+    (h - &n).g_mul_(&z).g_add_(&n)
+}
+
 /// One GRU layer over `x [B, L, d_in]` from `h0 [1, B, H]` with `weights` in ATen's order
 /// (`w_ih [3H, d_in]`, `w_hh [3H, H]`, `b_ih`, `b_hh`); returns `y [B, L, H]`, the final state
 /// `[1, B, H]` and the deferred `W_hh`/`b_hh` gradient (see the module documentation).
@@ -98,11 +119,9 @@ pub fn train_forward(
     weights: &[Tensor; 4],
 ) -> (Tensor, Tensor, DeferredGru) {
     let [w_ih, w_hh, b_ih, b_hh] = weights;
-    let (b, l, d_in) = x.size3().expect("GRU input [B, L, d_in]");
+    let (b, l, _) = x.size3().expect("GRU input [B, L, d_in]");
     let gates = w_hh.size()[0];
-    let gi = b_ih
-        .addmm(&x.reshape([-1, d_in]), &w_ih.tr())
-        .view([b, l, gates]);
+    let gi = input_projection(x, w_ih, b_ih);
     let w_hh_t = w_hh.detach().tr().contiguous();
     let probes = b_hh
         .detach()
@@ -111,14 +130,7 @@ pub fn train_forward(
     let mut h = h0.squeeze_dim(0);
     let mut ys = Vec::with_capacity(l as usize);
     for (gi_t, p_t) in gi.unbind(1).iter().zip(probes.unbind(1).iter()) {
-        // ATen's GRUCell step by step: in place on the fresh `gh` chunks (`unsafe_chunk`, no
-        // shared version counter), which keeps the saved tensors of the graph as small as its.
-        let gi = gi_t.unsafe_chunk(3, 1);
-        let mut gh = p_t.addmm(&h, &w_hh_t).unsafe_chunk(3, 1);
-        let r = gh[0].g_add_(&gi[0]).sigmoid_();
-        let z = gh[1].g_add_(&gi[1]).sigmoid_();
-        let n = gi[2].g_add(&gh[2].g_mul_(&r)).tanh_();
-        h = (&h - &n).g_mul_(&z).g_add_(&n);
+        h = cell(&h, gi_t, p_t.addmm(&h, &w_hh_t));
         ys.push(h.shallow_clone());
     }
     let y = Tensor::stack(&ys, 1);

@@ -16,6 +16,7 @@
 //! that trains uses ATen's kernels or [`super::gru::train_forward`]), or run where MKL's packed
 //! GEMM is missing or on CUDA: both functions then return `None` and the caller uses ATen.
 
+use super::gru;
 use super::packed::PackedWeight;
 use tch::{Kind, Tensor};
 
@@ -29,13 +30,6 @@ pub fn records_gradients() -> bool {
     }
 }
 
-/// The input projection `x W_ihᵀ + bias` of every frame, `[B, L, gates]`.
-fn project(x: &Tensor, w_ih: &Tensor, bias: &Tensor) -> Tensor {
-    let (b, l, d_in) = x.size3().expect("recurrent input [B, L, d_in]");
-    bias.addmm(&x.reshape([-1, d_in]), &w_ih.tr())
-        .view([b, l, -1])
-}
-
 /// One GRU layer over `x [B, L, d_in]` from `h0 [1, B, H]`, `weights` in ATen's order
 /// (`w_ih`, `w_hh`, `b_ih`, `b_hh`): the outputs `[B, L, H]` and the final state `[1, B, H]`,
 /// or `None` where the packed product is unavailable.
@@ -43,19 +37,14 @@ pub fn gru(x: &Tensor, h0: &Tensor, weights: &[Tensor; 4]) -> Option<(Tensor, Te
     let [w_ih, w_hh, b_ih, b_hh] = weights;
     let (b, l, _) = x.size3().ok()?;
     let packed = PackedWeight::pack(w_hh, b)?;
-    let gi = project(x, w_ih, b_ih);
+    let gi = gru::input_projection(x, w_ih, b_ih);
     let bias = b_hh.expand([b, w_hh.size()[0]], false);
     let mut h = h0.squeeze_dim(0).contiguous();
     let y = Tensor::empty([b, l, h.size()[1]], (Kind::Float, x.device()));
     for t in 0..l {
         let mut gh = bias.contiguous();
         packed.addmm_(&mut gh, &h);
-        let gh = gh.unsafe_chunk(3, 1);
-        let gi = gi.select(1, t).unsafe_chunk(3, 1);
-        let r = gi[0].g_add(&gh[0]).sigmoid_();
-        let z = gi[1].g_add(&gh[1]).sigmoid_();
-        let n = gi[2].g_add(&gh[2].g_mul(&r)).tanh_();
-        h = (&h - &n).g_mul_(&z).g_add_(&n);
+        h = gru::cell(&h, &gi.select(1, t), gh);
         y.select(1, t).copy_(&h);
     }
     Some((y, h.unsqueeze(0)))
@@ -73,7 +62,7 @@ pub fn lstm(
     let [w_ih, w_hh, b_ih, b_hh] = weights;
     let (b, l, _) = x.size3().ok()?;
     let packed = PackedWeight::pack(w_hh, b)?;
-    let gates = project(x, w_ih, &(b_ih + b_hh));
+    let gates = gru::input_projection(x, w_ih, &(b_ih + b_hh));
     let mut h = h0.squeeze_dim(0).contiguous();
     let mut c = c0.squeeze_dim(0);
     let y = Tensor::empty([b, l, h.size()[1]], (Kind::Float, x.device()));

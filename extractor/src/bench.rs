@@ -10,11 +10,11 @@
 //! `extractor extract` itself), or compare with PyTorch (the script runs the peer).
 
 use crate::backbones::{self, Backbone};
-use crate::extract::parse_device;
 use crate::feature_sets::FeaturesFile;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
+use shared::device::parse_device;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};

@@ -8,13 +8,14 @@
 
 use crate::backbones::{self, Backbone, BackboneConfig};
 use crate::feature_sets::FeaturesFile;
-use crate::frames::{self, VideoSource};
 use crate::shard::Shard;
+use crate::sources::{self, video_file, VideoSource};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use shared::cache::{self, CacheAttrs, Dtype, MissingFrame, VideoFeatures};
+use shared::device::parse_device;
 use shared::VideoId;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -164,7 +165,7 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
         },
     };
 
-    let mut sources = frames::discover(&data)?;
+    let mut sources = sources::discover(&data)?;
     if !args.videos.is_empty() {
         let wanted: Vec<VideoId> = args
             .videos
@@ -236,25 +237,6 @@ fn parse_dtype(s: &str) -> Result<Dtype> {
         "f16" => Ok(Dtype::F16),
         _ => bail!("--dtype {s:?}: expected f32 or f16"),
     }
-}
-
-/// `auto | cpu | cuda | cuda:N` to a tch device.
-pub fn parse_device(s: &str) -> Result<Device> {
-    let device = match s {
-        "auto" => Device::cuda_if_available(),
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => Device::Cuda(n),
-            None => bail!("--device {s:?}: expected auto, cpu, cuda or cuda:N"),
-        },
-    };
-    if let Device::Cuda(n) = device {
-        if !tch::Cuda::is_available() || n >= tch::Cuda::device_count() as usize {
-            bail!("--device {s}: no such CUDA device here (use --device cpu)");
-        }
-    }
-    Ok(device)
 }
 
 /// One decoded batch of a video, or the end of a video.
@@ -513,7 +495,7 @@ fn decode_video(
             for chunk in list.chunks(batch_size) {
                 let decoded: Vec<(u32, Result<Vec<f32>, String>)> = chunk
                     .par_iter()
-                    .map(|(n, path)| (*n, frames::load_frame(path, size)))
+                    .map(|(n, path)| (*n, sources::load_frame(path, size)))
                     .collect();
                 let mut batch = Decoded::Batch {
                     frames: Vec::with_capacity(chunk.len()),
@@ -554,7 +536,7 @@ fn decode_video(
         VideoSource::File { path, .. } => {
             let mut frames_out = Vec::with_capacity(batch_size);
             let mut pixels = Vec::new();
-            for item in crate::video::decode(path, size)? {
+            for item in video_file::decode(path, size)? {
                 let (n, px) = item?;
                 frames_out.push(n as i32);
                 pixels.extend_from_slice(&px);

@@ -1,7 +1,7 @@
 //! Frames (image folders, video files) to backbone embeddings in the HDF5 feature cache.
 //!
-//! What it does: finds the videos under a data root ([`frames`], [`video`]), decodes and resizes
-//! their frames in parallel, runs a backbone ([`backbones`]: IResNet, DenseNet, ViT, TorchScript,
+//! What it does: finds the videos under a data root ([`sources`]: frame folders and video files),
+//! decodes and resizes their frames in parallel, runs a backbone ([`backbones`]: IResNet, DenseNet, ViT, TorchScript,
 //! HOG) in batches on the CPU or a GPU, and writes one crash-safe cache file per video
 //! ([`extract`]), optionally one shard of the videos ([`shard`]); [`inspect`] summarises a cache;
 //! [`sample_data`] writes the synthetic Aff-Wild2 sample.
@@ -16,8 +16,7 @@ pub mod bench;
 pub mod cli;
 pub mod extract;
 pub mod feature_sets;
-pub mod frames;
 pub mod inspect;
 pub mod sample_data;
 pub mod shard;
-pub mod video;
+pub mod sources;

@@ -80,17 +80,7 @@ impl Shard {
 impl FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (k, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("--shard {s:?}: expected K/N, e.g. 0/4"))?;
-        let k = k
-            .trim()
-            .parse()
-            .map_err(|_| format!("--shard {s:?}: K is not a whole number"))?;
-        let n = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("--shard {s:?}: N is not a whole number"))?;
+        let (k, n) = shared::k_of_n::parse_k_of_n("--shard", "0/4", s)?;
         Shard::new(k, n)
     }
 }

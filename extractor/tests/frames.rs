@@ -1,8 +1,8 @@
 //! Frame sources on real files: `discover` on each `--data` layout, frame-folder listing,
 //! `load_frame` on good, corrupt, truncated and empty files, and video files decoded by ffmpeg.
 
-use extractor::frames::{discover, list_frames, load_frame, VideoSource};
-use extractor::video::{decode, VideoFrames};
+use extractor::sources::video_file::{decode, VideoFrames};
+use extractor::sources::{discover, list_frames, load_frame, VideoSource};
 use image::{Rgb, RgbImage};
 use std::io::Write;
 use std::path::Path;

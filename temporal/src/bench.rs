@@ -222,7 +222,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 pub fn bench(args: &BenchArgs, model_cfg: &Config) -> Result<BenchReport> {
     check(args, model_cfg)?;
     tch::set_num_threads(args.threads as i32);
-    let device = crate::train::parse_device(&args.device)?;
+    let device = shared::device::parse_device(&args.device)?;
 
     let started = Instant::now();
     let data = synthetic_split(args.videos, args.frames, args.dim, args.seed, device)?;

@@ -21,15 +21,15 @@ pub enum Command {
     /// List the members of a training sweep (and the Slurm array to submit), or their status.
     Sweep(crate::sweep::SweepArgs),
     /// Chance-level predictions drawn from the training labels (the floor to beat).
-    Baseline(crate::baseline::BaselineArgs),
+    Baseline(crate::post::baseline::BaselineArgs),
     /// Score an MTL submission file or a predictions folder against MTL annotations (CCC, F1, P_MTL).
-    Evaluate(crate::evaluate::EvaluateArgs),
+    Evaluate(crate::post::evaluate::EvaluateArgs),
     /// Smooth prediction CSVs over time, per video and task (or tune the smoothing on labels).
-    Smooth(crate::smooth::SmoothArgs),
+    Smooth(crate::post::smooth::SmoothArgs),
     /// Combine the prediction CSVs of several models (mean, vote, best member per task).
-    Ensemble(crate::ensemble::EnsembleArgs),
+    Ensemble(crate::post::ensemble::EnsembleArgs),
     /// Write ABAW submission files (MTL or per-task) from prediction CSVs and a test list.
-    Submit(crate::submit::SubmitArgs),
+    Submit(crate::post::submit::SubmitArgs),
     /// Training and inference frames/s on synthetic data, timed as the PyTorch peer (JSON).
     Bench(crate::bench::BenchArgs),
 }
@@ -40,12 +40,12 @@ impl Command {
         match self {
             Command::Train(a) => crate::train::run(a),
             Command::Predict(a) => crate::predict::run(a),
-            Command::Evaluate(a) => crate::evaluate::run(a),
-            Command::Baseline(a) => crate::baseline::run(a),
+            Command::Evaluate(a) => crate::post::evaluate::run(a),
+            Command::Baseline(a) => crate::post::baseline::run(a),
             Command::Sweep(a) => crate::sweep::run(a),
-            Command::Smooth(a) => crate::smooth::run(a),
-            Command::Ensemble(a) => crate::ensemble::run(a),
-            Command::Submit(a) => crate::submit::run(a),
+            Command::Smooth(a) => crate::post::smooth::run(a),
+            Command::Ensemble(a) => crate::post::ensemble::run(a),
+            Command::Submit(a) => crate::post::submit::run(a),
             Command::Bench(a) => crate::bench::run(a),
         }
     }

@@ -47,7 +47,7 @@ pub struct TrainConfig {
     /// The loss.
     pub loss: LossConfig,
     /// k-fold by video: validate on fold K of N instead of the official validation set.
-    pub fold: Option<crate::sweep::Fold>,
+    pub fold: Option<crate::data::folds::Fold>,
 }
 
 impl Default for TrainConfig {

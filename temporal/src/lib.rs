@@ -2,31 +2,38 @@
 //!
 //! What it does: joins feature sets and labels into video segments, trains GRU / LSTM /
 //! Transformer encoders with basic, share-bottom and feedback multi-task topologies (hidden state
-//! carried from segment to segment), scores held-out videos, and evaluates predictions with the
-//! challenge metrics.
+//! carried from segment to segment), scores held-out videos, then smooths, ensembles, evaluates
+//! and writes challenge submissions.
+//!
+//! The layout follows the data, one way:
+//! - [`data`]: cache + labels -> one tensor per split, segments over streams, k-fold splits;
+//! - [`model`]: the architecture ([`model::encoder`], [`model::topology`], [`model::heads`]) and,
+//!   apart, its hand-written CPU kernels ([`model::kernels`]);
+//! - training: [`config`] (the run's TOML), [`loss`], [`optim`], [`step`] (one training or
+//!   inference step), [`train`] (`temporal train`: epochs and checkpoint keeping), [`run_dir`]
+//!   (the run folder's files), [`plots`] (training curves), [`sweep`] (many runs, one per Slurm
+//!   array task);
+//! - scoring: [`infer`] (streaming a split through a model) and [`predict`] (`temporal predict`);
+//! - [`post`]: everything after the model (smooth, ensemble, submit, evaluate, baseline);
+//! - [`cli`] and [`bench`]: the command line and `temporal bench`.
 //!
 //! What it does not: read frames or run image backbones (that is `extractor`), or define the file
 //! formats and metrics (that is `shared`).
 
 #![warn(missing_docs)]
 
-pub mod baseline;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
-pub mod ensemble;
-pub mod eval_plots;
-pub mod evaluate;
 pub mod infer;
 pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod plots;
+pub mod post;
 pub mod predict;
-pub mod run;
-pub mod smooth;
+pub mod run_dir;
 pub mod step;
-pub mod submit;
 pub mod sweep;
 pub mod train;

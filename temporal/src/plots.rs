@@ -3,7 +3,7 @@
 //! Text is drawn with DejaVu Sans from Debian's `fonts-dejavu-core` (installed by `make setup`);
 //! without it the plots are skipped with a warning, never the run.
 
-use crate::run::EpochMetrics;
+use crate::run_dir::EpochMetrics;
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 use std::path::Path;

@@ -11,11 +11,11 @@ use crate::data::normalise::Normalisation;
 use crate::data::{Split, SplitData, SplitLabels};
 use crate::infer::{infer_rows, scored_predictions};
 use crate::model::TemporalMtl;
-use crate::run::{load_weights, Checkpoint, RunDir};
-use crate::train::parse_device;
+use crate::run_dir::{load_weights, Checkpoint, RunDir};
 use anyhow::{bail, Result};
 use clap::Args;
 use shared::abaw::{prediction_path, write_predictions};
+use shared::device::parse_device;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 

@@ -9,18 +9,21 @@
 //! run would. A NaN or infinite loss stops the run naming the step; the last good checkpoint stays.
 
 use crate::config::TrainConfig;
+use crate::data::folds::{apply_fold, Fold};
 use crate::data::normalise::Normalisation;
 use crate::data::streams::StreamPlan;
 use crate::data::{FrameMode, Split, SplitData, SplitLabels};
 use crate::infer::{infer_rows, scored_predictions};
+use crate::loss::LossConfig;
 use crate::model::{Arch, HeadTask, States, TemporalMtl, Topology};
 use crate::optim::Adam;
-use crate::run::{load_weights, save_weights, Checkpoint, EpochMetrics, Progress, RunDir};
+use crate::run_dir::{load_weights, save_weights, Checkpoint, EpochMetrics, Progress, RunDir};
 use crate::step::{train_step, NonFiniteLoss};
-use crate::sweep::{self, Fold, MemberStatus};
+use crate::sweep::{self, MemberStatus};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use shared::device::parse_device;
 use shared::metrics::{score_predictions, MtlScore};
 use shared::tasks::{Task, DEFAULT_AU_THRESHOLDS};
 use std::collections::BTreeMap;
@@ -98,7 +101,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", requires = "sweep")]
     pub sweep_index: Option<usize>,
     /// k-fold by video: validate on fold K of N (0 = the official validation set), train on the
-    /// rest of both official splits (see `temporal::sweep` for the deterministic assignment).
+    /// rest of both official splits (see `temporal::data::folds` for the deterministic assignment).
     #[arg(long, value_name = "K/N")]
     pub fold: Option<Fold>,
 }
@@ -167,19 +170,6 @@ impl TrainArgs {
         }
         Ok(c)
     }
-}
-
-/// Parse `auto | cpu | cuda | cuda:N`.
-pub fn parse_device(s: &str) -> Result<Device> {
-    Ok(match s {
-        "auto" => Device::cuda_if_available(),
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => Device::Cuda(n),
-            None => bail!("--device {s:?}: expected auto, cpu, cuda or cuda:N"),
-        },
-    })
 }
 
 /// Run the command.
@@ -257,16 +247,27 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
     norm.save(&dir.normalisation())?;
 
     tch::manual_seed(cfg.seed as i64);
-    let mut vs = VarStore::new(device);
+    let vs = VarStore::new(device);
     let model = TemporalMtl::new(&vs.root(), &model_cfg);
-    let mut opt = Adam::new(&vs, cfg.lr);
+    let opt = Adam::new(&vs, cfg.lr);
+    let mut trainer = Trainer {
+        cfg,
+        dir: &dir,
+        device,
+        vs,
+        model,
+        opt,
+        loss_cfg,
+        train_data,
+        val_data,
+    };
     let mut progress = Progress::default();
     let mut history = Vec::new();
     if resume {
         progress = dir.read_progress()?;
         if progress.epochs_done > 0 {
-            load_weights(&mut vs, &dir.checkpoint(Checkpoint::Last))?;
-            opt.load(&dir.optimizer())?;
+            load_weights(&mut trainer.vs, &dir.checkpoint(Checkpoint::Last))?;
+            trainer.opt.load(&dir.optimizer())?;
             history = dir.read_metrics()?;
             history.truncate(progress.epochs_done);
             tracing::info!(
@@ -276,131 +277,30 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
             );
         }
     }
-    let log_line = |line: &str| -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.root.join("train.log"))?;
-        writeln!(f, "{line}")?;
-        Ok(())
-    };
-    log_line(&format!(
+    trainer.log_line(&format!(
         "train: {} videos, {} frames x {} dims ({}); validation: {} videos, {} frames; model {} {}",
-        train_data.videos.len(),
-        train_data.n_rows(),
-        train_data.dim(),
+        trainer.train_data.videos.len(),
+        trainer.train_data.n_rows(),
+        trainer.train_data.dim(),
         cfg.features.join("+"),
-        val_data.videos.len(),
-        val_data.n_rows(),
+        trainer.val_data.videos.len(),
+        trainer.val_data.n_rows(),
         model_cfg.arch,
         model_cfg.topology
     ))?;
 
-    let spans: Vec<(usize, usize)> = train_data
-        .videos
-        .iter()
-        .map(|v| (v.start, v.len()))
-        .collect();
     for epoch in progress.epochs_done + 1..=cfg.epochs {
-        let started = Instant::now();
-        // Data order and dropout depend only on (seed, epoch): a resumed run replays them.
-        let epoch_seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
-        tch::manual_seed(epoch_seed as i64);
-        let plan = StreamPlan::new(&spans, cfg.streams, cfg.seg_len, Some(epoch_seed));
-        let bar = progress_bar(epoch, cfg.epochs, train_data.n_rows() as u64);
-        let mut states: Option<States> = None;
-        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
-        let mut total = 0.0;
-        for t in 0..plan.n_steps() {
-            let step = plan.step(t, device);
-            let done = match train_step(
-                &model,
-                &mut opt,
-                &train_data,
-                &step,
-                states.as_ref(),
-                &loss_cfg,
-                cfg.clip,
-            ) {
-                Ok(done) => done,
-                Err(NonFiniteLoss { value }) => {
-                    bar.abandon();
-                    bail!(
-                        "the loss became {value} at epoch {epoch}, step {} of {}; stopped. The last \
-                         good checkpoint is {} (epoch {}). Try a lower --lr or check the features \
-                         for NaN.",
-                        t + 1,
-                        plan.n_steps(),
-                        dir.checkpoint(Checkpoint::Last).display(),
-                        epoch - 1
-                    );
-                }
-            };
-            let (value, parts) = (done.loss, done.parts);
-            states = Some(done.states);
-            total += value;
-            for (k, v) in parts {
-                *sums.entry(k).or_default() += v;
-            }
-            bar.inc(done.frames as u64);
-            bar.set_message(format!("loss {value:.4}"));
-        }
-        let train_secs = started.elapsed().as_secs_f64();
-        bar.finish_and_clear();
-        let steps = plan.n_steps().max(1) as f64;
-
-        let val_started = Instant::now();
-        let score = validate(&model, &val_data, cfg)?;
-        let val_secs = val_started.elapsed().as_secs_f64();
-        let m = EpochMetrics {
-            epoch,
-            loss: total / steps,
-            losses: sums.into_iter().map(|(k, v)| (k, v / steps)).collect(),
-            p_mtl: score.p_mtl,
-            validation: score,
-            seconds: started.elapsed().as_secs_f64(),
-            train_fps: train_data.n_rows() as f64 / train_secs.max(1e-9),
-            val_fps: val_data.n_rows() as f64 / val_secs.max(1e-9),
-        };
+        let m = trainer.epoch(epoch)?;
         let line = format!(
             "epoch {epoch}/{}: loss {:.4}  val P_MTL {:.4} (CCC v {:.3} a {:.3}, F1 expr {:.3}, F1 au {:.3})  {:.0} frames/s  {:.1} s",
             cfg.epochs, m.loss, m.p_mtl, m.validation.ccc_valence, m.validation.ccc_arousal,
             m.validation.f1_expr, m.validation.f1_au, m.train_fps, m.seconds
         );
         eprintln!("{line}");
-        log_line(&line)?;
+        trainer.log_line(&line)?;
 
         // Checkpoints first, progress last: a crash in between replays this epoch on resume.
-        for (ckpt, value, trained) in [
-            (Checkpoint::Best, m.p_mtl, true),
-            (
-                Checkpoint::BestVa,
-                (m.validation.ccc_valence + m.validation.ccc_arousal) / 2.0,
-                cfg.tasks.contains(&Task::Va),
-            ),
-            (
-                Checkpoint::BestExpr,
-                m.validation.f1_expr,
-                cfg.tasks.contains(&Task::Expr),
-            ),
-            (
-                Checkpoint::BestAu,
-                m.validation.f1_au,
-                cfg.tasks.contains(&Task::Au),
-            ),
-        ] {
-            let best = progress
-                .best
-                .get(ckpt.name())
-                .copied()
-                .unwrap_or(f64::NEG_INFINITY);
-            if trained && value > best {
-                save_weights(&vs, &dir.checkpoint(ckpt))?;
-                progress.best.insert(ckpt.name().to_string(), value);
-            }
-        }
-        save_weights(&vs, &dir.checkpoint(Checkpoint::Last))?;
-        opt.save(&dir.optimizer())?;
+        trainer.keep_checkpoints(&m, &mut progress)?;
         history.push(m);
         dir.write_metrics(&history)?;
         if let Err(e) = crate::plots::draw(&dir.plots(), &history) {
@@ -419,12 +319,149 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
     Ok(history)
 }
 
+/// Everything one run's epochs need: the model with its var store and optimizer, the loss, the
+/// normalised data of both splits, and the run folder.
+struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    dir: &'a RunDir,
+    device: Device,
+    vs: VarStore,
+    model: TemporalMtl,
+    opt: Adam,
+    loss_cfg: LossConfig,
+    train_data: SplitData,
+    val_data: SplitData,
+}
+
+impl Trainer<'_> {
+    /// One epoch: the shuffled training videos streamed through [`train_step`], then the
+    /// validation split scored. A NaN or infinite loss stops it with an error naming the step and
+    /// the last good checkpoint.
+    fn epoch(&mut self, epoch: usize) -> Result<EpochMetrics> {
+        let cfg = self.cfg;
+        let started = Instant::now();
+        // Data order and dropout depend only on (seed, epoch): a resumed run replays them.
+        let epoch_seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
+        tch::manual_seed(epoch_seed as i64);
+        let spans: Vec<(usize, usize)> = self
+            .train_data
+            .videos
+            .iter()
+            .map(|v| (v.start, v.len()))
+            .collect();
+        let plan = StreamPlan::new(&spans, cfg.streams, cfg.seg_len, Some(epoch_seed));
+        let bar = progress_bar(epoch, cfg.epochs, self.train_data.n_rows() as u64);
+        let mut states: Option<States> = None;
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        let mut total = 0.0;
+        for t in 0..plan.n_steps() {
+            let step = plan.step(t, self.device);
+            let done = match train_step(
+                &self.model,
+                &mut self.opt,
+                &self.train_data,
+                &step,
+                states.as_ref(),
+                &self.loss_cfg,
+                cfg.clip,
+            ) {
+                Ok(done) => done,
+                Err(NonFiniteLoss { value }) => {
+                    bar.abandon();
+                    bail!(
+                        "the loss became {value} at epoch {epoch}, step {} of {}; stopped. The last \
+                         good checkpoint is {} (epoch {}). Try a lower --lr or check the features \
+                         for NaN.",
+                        t + 1,
+                        plan.n_steps(),
+                        self.dir.checkpoint(Checkpoint::Last).display(),
+                        epoch - 1
+                    );
+                }
+            };
+            let (value, parts) = (done.loss, done.parts);
+            states = Some(done.states);
+            total += value;
+            for (k, v) in parts {
+                *sums.entry(k).or_default() += v;
+            }
+            bar.inc(done.frames as u64);
+            bar.set_message(format!("loss {value:.4}"));
+        }
+        let train_secs = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let steps = plan.n_steps().max(1) as f64;
+
+        let val_started = Instant::now();
+        let score = validate(&self.model, &self.val_data, cfg)?;
+        let val_secs = val_started.elapsed().as_secs_f64();
+        Ok(EpochMetrics {
+            epoch,
+            loss: total / steps,
+            losses: sums.into_iter().map(|(k, v)| (k, v / steps)).collect(),
+            p_mtl: score.p_mtl,
+            validation: score,
+            seconds: started.elapsed().as_secs_f64(),
+            train_fps: self.train_data.n_rows() as f64 / train_secs.max(1e-9),
+            val_fps: self.val_data.n_rows() as f64 / val_secs.max(1e-9),
+        })
+    }
+
+    /// Save the weights as every best checkpoint this epoch improved (P_MTL overall, and the
+    /// score of each trained task group), then as `last`, with the optimizer state; record the
+    /// new bests in `progress` (which the caller writes last).
+    fn keep_checkpoints(&self, m: &EpochMetrics, progress: &mut Progress) -> Result<()> {
+        let tasks = &self.cfg.tasks;
+        for (ckpt, value, trained) in [
+            (Checkpoint::Best, m.p_mtl, true),
+            (
+                Checkpoint::BestVa,
+                (m.validation.ccc_valence + m.validation.ccc_arousal) / 2.0,
+                tasks.contains(&Task::Va),
+            ),
+            (
+                Checkpoint::BestExpr,
+                m.validation.f1_expr,
+                tasks.contains(&Task::Expr),
+            ),
+            (
+                Checkpoint::BestAu,
+                m.validation.f1_au,
+                tasks.contains(&Task::Au),
+            ),
+        ] {
+            let best = progress
+                .best
+                .get(ckpt.name())
+                .copied()
+                .unwrap_or(f64::NEG_INFINITY);
+            if trained && value > best {
+                save_weights(&self.vs, &self.dir.checkpoint(ckpt))?;
+                progress.best.insert(ckpt.name().to_string(), value);
+            }
+        }
+        save_weights(&self.vs, &self.dir.checkpoint(Checkpoint::Last))?;
+        self.opt.save(&self.dir.optimizer())?;
+        Ok(())
+    }
+
+    /// Append a line to the run's `train.log`.
+    fn log_line(&self, line: &str) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.root.join("train.log"))?;
+        writeln!(f, "{line}")?;
+        Ok(())
+    }
+}
+
 /// The training and validation labels of a run, after its k-fold split if it has one.
 pub fn labelled_splits(cfg: &TrainConfig) -> Result<(SplitLabels, SplitLabels)> {
     let mut train = SplitLabels::load(&cfg.data, Split::Train)?;
     let mut validation = SplitLabels::load(&cfg.data, Split::Validation)?;
     if let Some(fold) = cfg.fold {
-        sweep::apply_fold(&mut train, &mut validation, fold)?;
+        apply_fold(&mut train, &mut validation, fold)?;
     }
     Ok((train, validation))
 }

@@ -6,7 +6,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use shared::abaw::{
     prediction_path, read_mtl_submission, read_per_task_file, read_prediction_dir,
-    read_predictions, write_mtl_annotations, write_predictions, write_test_list, FrameRef, PerTask,
+    read_predictions, write_au_thresholds, write_mtl_annotations, write_predictions,
+    write_test_list, FrameRef, PerTask, PredictionSet,
 };
 use shared::metrics::MtlScore;
 use shared::tasks::DEFAULT_AU_THRESHOLDS;
@@ -15,15 +16,14 @@ use std::collections::BTreeMap;
 use std::f32::consts::TAU;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use temporal::ensemble::{
+use temporal::post::ensemble::{
     check_coverage, mean_prediction, vote_ensemble, vote_prediction, EnsembleFile, VOTE_MARGIN,
 };
-use temporal::evaluate::{evaluate_prediction_dir, evaluate_submission};
-use temporal::smooth::{
-    smooth_all, smooth_video, tune, Method, PredictionSet, Smoothing, SmoothingConfig,
-    SmoothingFile,
+use temporal::post::evaluate::{evaluate_prediction_dir, evaluate_submission};
+use temporal::post::smooth::{
+    smooth_all, smooth_video, tune, Method, Smoothing, SmoothingConfig, SmoothingFile,
 };
-use temporal::submit::{mtl_rows, per_task_rows, write_au_thresholds};
+use temporal::post::submit::{mtl_rows, per_task_rows};
 
 // ---------- helpers ----------
 
@@ -214,7 +214,7 @@ fn median_expression_is_renormalised() {
             method: Method::Median,
             window: 3,
         },
-        ..SmoothingConfig::uniform(Method::Mean, temporal::smooth::Windows::all(1))
+        ..SmoothingConfig::uniform(Method::Mean, temporal::post::smooth::Windows::all(1))
     };
     let out = smooth_video(&rows, &cfg);
     let want = [
@@ -249,7 +249,7 @@ fn smoothing_never_mixes_videos() {
             .collect(),
     );
     for method in Method::ALL {
-        let cfg = SmoothingConfig::uniform(method, temporal::smooth::Windows::all(61));
+        let cfg = SmoothingConfig::uniform(method, temporal::post::smooth::Windows::all(61));
         let out = smooth_all(&set, &cfg);
         for (video, value, au) in [("a", 0.9, 1.0), ("b", -0.9, 0.0)] {
             for (_, p) in &out[&vid(video)] {
@@ -274,7 +274,7 @@ fn tuning_never_lowers_the_validation_score_and_picks_none_for_perfect_predictio
     for (name, t) in &report.groups {
         assert!(t.smoothed >= t.unsmoothed, "{name}: {t:?}");
     }
-    assert_eq!(report.max_window, temporal::smooth::MAX_TUNED_WINDOW);
+    assert_eq!(report.max_window, temporal::post::smooth::MAX_TUNED_WINDOW);
     let smoothed = dir.path().join("smoothed");
     write_set(&smoothed, &smooth_all(&g.preds, &file.smoothing));
     let before = evaluate_prediction_dir(&raw, &labels, &DEFAULT_AU_THRESHOLDS).unwrap();

@@ -2,7 +2,7 @@
 //!
 //! What it does: read and write one video's predictions (header [`PREDICTION_HEADER`]; rows
 //! `frame,valence,arousal,<8 expression probabilities>,<12 AU probabilities>`, frames strictly
-//! increasing) and read a whole folder of them. Every malformed line is an error
+//! increasing), and read or write a whole folder of them ([`PredictionSet`]). Every malformed line is an error
 //! `file:line: what is wrong`. Writers check their input and write atomically.
 //!
 //! What it does not: check that the expression probabilities sum to 1 (averaging and smoothing
@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 /// Header of a prediction CSV.
 pub const PREDICTION_HEADER: &str = "frame,valence,arousal,Neutral,Anger,Disgust,Fear,Happiness,\
 Sadness,Surprise,Other,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26";
+
+/// Every video's predictions of a folder, by video id: what [`read_prediction_dir`] reads and
+/// [`write_prediction_dir`] writes.
+pub type PredictionSet = BTreeMap<VideoId, Vec<(u32, Prediction)>>;
 
 /// Columns of a prediction row: frame, valence, arousal, 8 expressions, 12 AUs.
 const COLUMNS: usize = 3 + N_EXPR + N_AU;
@@ -127,7 +131,7 @@ pub fn prediction_path(dir: &Path, video: &VideoId) -> PathBuf {
 
 /// Read every `<video>.csv` of a folder, sorted by video id. Errors if the folder cannot be read,
 /// holds no `.csv` file, has a file name that is not a video id, or on the first malformed file.
-pub fn read_prediction_dir(dir: &Path) -> Result<BTreeMap<VideoId, Vec<(u32, Prediction)>>> {
+pub fn read_prediction_dir(dir: &Path) -> Result<PredictionSet> {
     let files = files_with_extension(dir, "csv")?;
     if files.is_empty() {
         return Err(FormatError::file(
@@ -141,6 +145,14 @@ pub fn read_prediction_dir(dir: &Path) -> Result<BTreeMap<VideoId, Vec<(u32, Pre
         out.insert(video, predictions);
     }
     Ok(out)
+}
+
+/// Write every video's predictions as `<dir>/<video>.csv` (each file atomically).
+pub fn write_prediction_dir(dir: &Path, preds: &PredictionSet) -> Result<()> {
+    for (video, rows) in preds {
+        write_predictions(&prediction_path(dir, video), rows)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 //! [`labels`] finds which frames of which videos a split scores and their labels; [`join`] reads
 //! the chosen feature sets of each video and joins them by frame number into one contiguous
 //! tensor per split ([`join::SplitData`]); [`normalise`] holds the training split's per-dimension
-//! statistics; [`streams`] cuts the videos into segments dealt over B parallel streams. Nothing
-//! here knows about models or losses.
+//! statistics; [`streams`] cuts the videos into segments dealt over B parallel streams;
+//! [`folds`] re-splits the labelled videos for k-fold cross-validation. Nothing here knows
+//! about models or losses.
 
+pub mod folds;
 pub mod join;
 pub mod labels;
 pub mod normalise;

@@ -11,10 +11,11 @@
 //! pack padded sequences: as in the reference, a recurrent layer runs over padded frames too.
 
 use super::config::{Arch, Config};
-use super::gru::{self, DeferredGrads};
-use super::rnn_eval;
+use super::kernels::gru::{self, DeferredGrads};
+use super::kernels::rnn_eval;
+use super::layers::torch_linear;
 use super::state::RnnState;
-use super::transformer::{torch_linear, EncoderLayer, SinusoidalPositions};
+use super::transformer::{EncoderLayer, SinusoidalPositions};
 use tch::nn;
 use tch::Tensor;
 

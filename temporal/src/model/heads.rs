@@ -7,8 +7,8 @@
 //!
 //! What it does not: apply softmax / sigmoid (the loss and the predictor do that).
 
-use super::dropout::dropout;
-use super::transformer::torch_linear;
+use super::kernels::dropout::dropout;
+use super::layers::torch_linear;
 use tch::nn;
 use tch::Tensor;
 

@@ -11,8 +11,12 @@
 //! saved with [`checkpoint::save`] is the reference's `state_dict` for the same [`Config`], and
 //! a PyTorch `state_dict` saved as safetensors loads with [`checkpoint::load_strict`].
 //!
+//! The architecture reads top-down: [`config`], [`encoder`], [`topology`], [`heads`], with the
+//! shared [`layers`] and the Transformer layer in [`transformer`]; the hand-written CPU kernels
+//! that make it fast (GRU training, packed recurrent inference, dropout) are in [`kernels`].
+//!
 //! What it does not: batch videos into streams, train, or compute losses (see [`crate::loss`]).
-//! Dropout masks in training mode are drawn by [`dropout::dropout`] (seeded from libtorch's
+//! Dropout masks in training mode are drawn by [`kernels::dropout::dropout`] (seeded from libtorch's
 //! generator), so training runs are not bit-identical to PyTorch's; evaluation mode is (within
 //! float rounding).
 //!
@@ -35,15 +39,15 @@
 
 pub mod checkpoint;
 pub mod config;
-pub mod dropout;
 pub mod encoder;
-pub mod gru;
 pub mod heads;
-pub mod packed;
-pub mod rnn_eval;
+pub mod kernels;
+pub mod layers;
 pub mod state;
 pub mod topology;
 pub mod transformer;
+
+use kernels::{dropout, gru};
 
 pub use config::{Arch, Config, ConfigError, HeadTask, Topology};
 pub use state::{RnnState, States};

@@ -11,9 +11,10 @@
 
 use super::config::{Arch, Config, HeadTask, Topology};
 use super::encoder::RnnBlock;
-use super::gru::DeferredGrads;
+use super::kernels::gru::DeferredGrads;
+use super::layers::torch_linear;
 use super::state::States;
-use super::transformer::{torch_linear, EncoderLayer};
+use super::transformer::EncoderLayer;
 use std::collections::BTreeMap;
 use tch::nn;
 use tch::Tensor;

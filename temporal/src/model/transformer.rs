@@ -11,7 +11,8 @@
 //!
 //! What it does not: causal masks, pre-norm layers, or attention across segments.
 
-use super::dropout::dropout;
+use super::kernels::dropout::dropout;
+use super::layers::{torch_linear, uniform};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
@@ -74,29 +75,6 @@ impl SinusoidalPositions {
             x + Self::table(l, self.d, x.device()).to_kind(x.kind())
         }
     }
-}
-
-fn uniform(bound: f64) -> nn::Init {
-    nn::Init::Uniform {
-        lo: -bound,
-        up: bound,
-    }
-}
-
-/// A `nn.Linear(d_in, d_out)` initialised as PyTorch does (weight and bias uniform in
-/// ±1/sqrt(d_in)), under `p` with the names `weight` and `bias`.
-pub fn torch_linear(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
-    let bound = 1.0 / (d_in as f64).sqrt();
-    nn::linear(
-        p,
-        d_in,
-        d_out,
-        nn::LinearConfig {
-            ws_init: uniform(bound),
-            bs_init: Some(uniform(bound)),
-            bias: true,
-        },
-    )
 }
 
 /// PyTorch's `nn.MultiheadAttention` (batch first, same key/value width, no extra biases).

@@ -7,8 +7,8 @@
 //! `n = tanh(gi_n + r ⊙ gh_n)`, `h' = (h − n) ⊙ z + n`; LSTM: gates `i, f, g, o`,
 //! `c' = σ(f) ⊙ c + σ(i) ⊙ tanh(g)`, `h' = σ(o) ⊙ tanh(c')`). The recurrent product, which
 //! reads the whole 12–16 MB `W_hh` for only `B` rows at every frame, runs on
-//! [`PackedWeight`] (MKL's packed GEMM): about twice as fast as ATen's per-frame `linear`
-//! and than oneDNN's LSTM inference primitive on the reference sizes. The LSTM adds each frame's
+//! [`PackedWeight`] (MKL's packed GEMM), faster than ATen's per-frame `linear` on the reference
+//! sizes (see the README's speed section). The LSTM adds each frame's
 //! recurrent product straight into its slice of the input projection (biases folded), so a
 //! frame costs one GEMM and the cell's element-wise operations.
 //!

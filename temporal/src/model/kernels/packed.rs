@@ -7,9 +7,9 @@
 //! `_mkl_reorder_linear_weight`; tch does not expose those two operators, so the MKL functions are
 //! called directly, looked up at run time in the process (libtorch's x86-64 builds carry MKL and
 //! export them). A recurrent layer multiplies `B` = 8 rows by its 12–16 MB `W_hh` at every frame:
-//! a product that reads the whole weight for very little arithmetic, where ATen's `linear` (MKL's
-//! general GEMM on `Wᵀ`) reaches about 17 GB/s on this machine kind and the packed product about
-//! 33 GB/s (measured: `[8, 1024] × [1024, 3072]` in 1045 µs through `linear`, 386 µs packed).
+//! a product that reads the whole weight for very little arithmetic, which the packed layout
+//! reads faster than ATen's `linear` (MKL's general GEMM on `Wᵀ`) does (measured figures: the
+//! README's speed section).
 //!
 //! What it does not: take part in autograd (the product reads raw buffers), or exist where MKL
 //! is absent (`pack` then returns `None` and callers use `addmm`), or run on CUDA.

@@ -28,12 +28,13 @@
 //! What it does not: smooth (run `temporal smooth` before or after), tune weights, or decide
 //! submission rows (that is `temporal submit`).
 
-use crate::evaluate::annotated_rows;
-use crate::smooth::{write_prediction_set, PredictionSet};
+use super::align::annotated_rows;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
-use shared::abaw::{read_mtl_annotations, read_prediction_dir};
+use shared::abaw::{
+    read_mtl_annotations, read_prediction_dir, write_prediction_dir, PredictionSet,
+};
 use shared::metrics::{score_predictions, MtlScore};
 use shared::tasks::DEFAULT_AU_THRESHOLDS;
 use shared::{Prediction, VideoId, N_AU, N_EXPR};
@@ -506,7 +507,7 @@ pub fn run(args: &EnsembleArgs) -> Result<()> {
             args.preds[c.au].display()
         );
     }
-    write_prediction_set(&args.out, &combined)?;
+    write_prediction_dir(&args.out, &combined)?;
     let file = EnsembleFile {
         method,
         members: args.preds.clone(),

@@ -4,7 +4,7 @@
 //! `ffmpeg -i file:<path> -map 0:v:0 -fps_mode passthrough -vf scale=S:S:flags=bilinear
 //! -f rawvideo -pix_fmt rgb24 -` and reads its standard output, `3*S*S` bytes per frame, so
 //! nothing is written to disk. The iterator yields `(frame number from 1, 3*S*S floats)` in decode
-//! order, channels first (RGB) in `[0, 1]`, the same layout as [`crate::frames::load_frame`].
+//! order, channels first (RGB) in `[0, 1]`, the same layout as [`super::frame_folder::load_frame`].
 //! Every decoded frame is yielded once (no frame-rate conversion). ffmpeg's scaler (bilinear) is
 //! not bit-identical to `image`'s triangle filter used for frame folders.
 //!
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread::JoinHandle;
 
-use crate::frames::rgb8_to_chw;
+use super::pixels::rgb8_to_chw;
 
 /// Extensions (lower case) recognised as video files.
 pub const VIDEO_EXTENSIONS: &[&str] = &["mp4", "avi", "mov", "mkv", "webm"];

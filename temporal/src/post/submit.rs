@@ -18,14 +18,14 @@
 //! What it does not: fill missing frames (`temporal predict` already fills frames without a face
 //! from the nearest frame that has one), smooth or ensemble.
 
-use crate::smooth::PredictionSet;
+use super::thresholds::parse_au_thresholds;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use shared::abaw::{
     read_prediction_dir, read_test_list, write_mtl_submission, write_per_task_submission, FrameRef,
-    PerTask,
+    PerTask, PredictionSet,
 };
-use shared::{Decision, VideoId, AUS, N_AU};
+use shared::{Decision, VideoId, N_AU};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -61,75 +61,6 @@ pub enum Format {
     Expr,
     /// Per-task action unit files.
     Au,
-}
-
-/// Parse `--au-thresholds`: a number in [0, 1] for every AU, or the path of a JSON file holding
-/// either an object `{"AU1": 0.45, ..., "AU26": 0.5}` with all 12 AUs or an array of 12 numbers.
-pub fn parse_au_thresholds(spec: &str) -> Result<[f32; N_AU]> {
-    if let Ok(t) = spec.trim().parse::<f32>() {
-        check_threshold(t).with_context(|| format!("--au-thresholds {spec}"))?;
-        return Ok([t; N_AU]);
-    }
-    let path = Path::new(spec);
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "--au-thresholds {spec:?} is neither a number nor a readable JSON file; give a \
-             threshold like 0.5 or the file `temporal evaluate --tune-thresholds` wrote"
-        )
-    })?;
-    let bad = || {
-        format!(
-            "{}: expected AU thresholds as {{\"AU1\": 0.5, ..., \"AU26\": 0.5}} (all 12 AUs) \
-             or an array of 12 numbers",
-            path.display()
-        )
-    };
-    let value: serde_json::Value = serde_json::from_str(&text).with_context(bad)?;
-    let mut out = [0.0f32; N_AU];
-    match value {
-        serde_json::Value::Array(items) if items.len() == N_AU => {
-            for (a, item) in items.iter().enumerate() {
-                out[a] = item.as_f64().with_context(bad)? as f32;
-            }
-        }
-        serde_json::Value::Object(map) => {
-            if let Some(key) = map.keys().find(|k| !AUS.contains(&k.as_str())) {
-                bail!("{}: unknown AU {key:?}", bad());
-            }
-            for (a, name) in AUS.iter().enumerate() {
-                let v = map
-                    .get(*name)
-                    .and_then(serde_json::Value::as_f64)
-                    .with_context(|| format!("{}: no number for {name}", bad()))?;
-                out[a] = v as f32;
-            }
-        }
-        _ => bail!(bad()),
-    }
-    for (name, &t) in AUS.iter().zip(&out) {
-        check_threshold(t).with_context(|| format!("{}: {name}", path.display()))?;
-    }
-    Ok(out)
-}
-
-/// Error unless `t` is a finite number in [0, 1].
-fn check_threshold(t: f32) -> Result<()> {
-    if !(0.0..=1.0).contains(&t) {
-        bail!("threshold {t} is not a probability in [0, 1]");
-    }
-    Ok(())
-}
-
-/// Write per-AU thresholds as `{"AU1": t1, ..., "AU26": t12}` (what [`parse_au_thresholds`] reads).
-pub fn write_au_thresholds(path: &Path, thresholds: &[f32; N_AU]) -> Result<()> {
-    let map: serde_json::Map<String, serde_json::Value> = AUS
-        .iter()
-        .zip(thresholds)
-        .map(|(name, &t)| ((*name).to_owned(), serde_json::Value::from(f64::from(t))))
-        .collect();
-    let json = serde_json::to_string_pretty(&map)?;
-    shared::atomic::write_atomically(path, |w| w.write_all(json.as_bytes()))?;
-    Ok(())
 }
 
 /// The prediction of `video`, `frame`, if there is one.
@@ -271,51 +202,4 @@ pub fn run(args: &SubmitArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thresholds_parse_from_a_number_an_object_or_an_array() {
-        assert_eq!(parse_au_thresholds("0.4").unwrap(), [0.4; N_AU]);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.json");
-        let mut t = [0.5f32; N_AU];
-        t[0] = 0.25;
-        t[11] = 0.9;
-        write_au_thresholds(&path, &t).unwrap();
-        assert_eq!(parse_au_thresholds(path.to_str().unwrap()).unwrap(), t);
-        std::fs::write(&path, format!("{:?}", [0.3f32; N_AU])).unwrap();
-        assert_eq!(
-            parse_au_thresholds(path.to_str().unwrap()).unwrap(),
-            [0.3; N_AU]
-        );
-    }
-
-    #[test]
-    fn bad_thresholds_say_what_is_wrong() {
-        let err = format!("{:#}", parse_au_thresholds("1.5").unwrap_err());
-        assert!(err.contains("not a probability"), "{err}");
-        let err = format!("{:#}", parse_au_thresholds("/no/such.json").unwrap_err());
-        assert!(
-            err.contains("neither a number nor a readable JSON file"),
-            "{err}"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.json");
-        std::fs::write(&path, r#"{"AU1": 0.5}"#).unwrap();
-        let err = format!(
-            "{:#}",
-            parse_au_thresholds(path.to_str().unwrap()).unwrap_err()
-        );
-        assert!(err.contains("no number for AU2"), "{err}");
-        std::fs::write(&path, r#"{"AU3": 0.5}"#).unwrap();
-        let err = format!(
-            "{:#}",
-            parse_au_thresholds(path.to_str().unwrap()).unwrap_err()
-        );
-        assert!(err.contains("unknown AU \"AU3\""), "{err}");
-    }
 }

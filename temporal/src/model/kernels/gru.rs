@@ -11,11 +11,11 @@
 //! it leaves every frame's gate gradient in `probes.grad`. [`DeferredGrads::backward`] then
 //! forms `dW_hh = Σ_t g_tᵀ h_{t−1}` as one GEMM over the segment, `db_hh = Σ_t g_t`, and adds
 //! them to the parameters' gradients. The copy of `W_hhᵀ` is contiguous, so the per-frame
-//! backward product `g_t W_hh` reads it in the GEMM's fast orientation (gru/share-bottom
-//! training 640 frames/s against 503 with a transposed view; ATen's `gru` 397).
+//! backward product `g_t W_hh` reads it in the GEMM's fast orientation (measured rates: the
+//! README's speed section).
 //!
 //! What it does not: run without gradients ([`super::rnn_eval`] does that, see
-//! [`super::encoder::RnnBlock`]), or handle LSTM (ATen runs oneDNN's fused LSTM, which is faster
+//! `model::encoder::RnnBlock`), or handle LSTM (ATen runs oneDNN's fused LSTM, which is faster
 //! than this loop would be).
 
 use tch::{Kind, Tensor};

@@ -32,12 +32,15 @@
 //! What it does not: fill frames that have no prediction, look at frame-number gaps, or decide
 //! classes (that is `temporal submit`).
 
-use crate::evaluate::annotated_rows;
+use super::align::annotated_rows;
+use super::thresholds::parse_au_thresholds;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use shared::abaw::{prediction_path, read_mtl_annotations, read_prediction_dir, write_predictions};
+use shared::abaw::{
+    read_mtl_annotations, read_prediction_dir, write_prediction_dir, PredictionSet,
+};
 use shared::metrics::score_predictions;
 use shared::{FrameLabels, Prediction, VideoId, N_AU, N_EXPR};
 use std::collections::BTreeMap;
@@ -52,9 +55,6 @@ pub const DEFAULT_WINDOW: usize = 9;
 
 /// Name of the file `--tune` writes into the output folder.
 pub const SMOOTHING_FILE: &str = "smoothing.json";
-
-/// Predictions of a whole split: each video's `(frame, prediction)` rows, frames increasing.
-pub type PredictionSet = BTreeMap<VideoId, Vec<(u32, Prediction)>>;
 
 /// Smooth prediction CSVs per video and column, or tune the smoothing on validation labels.
 #[derive(Debug, Args)]
@@ -645,21 +645,12 @@ pub fn read_smoothing_file(path: &Path) -> Result<SmoothingFile> {
     Ok(file)
 }
 
-/// Write every video's predictions as `<dir>/<video>.csv`.
-pub fn write_prediction_set(dir: &Path, preds: &PredictionSet) -> Result<()> {
-    for (video, rows) in preds {
-        let path = prediction_path(dir, video);
-        write_predictions(&path, rows)?;
-    }
-    Ok(())
-}
-
 /// Run the command: choose the smoothing (flags, `--config` or `--tune`), smooth every video,
 /// write the CSVs (and `smoothing.json` when tuning), print what was done and where.
 pub fn run(args: &SmoothArgs) -> Result<()> {
     let preds = read_prediction_dir(&args.preds)?;
     let file = if let Some(labels) = &args.tune {
-        let thresholds = crate::submit::parse_au_thresholds(&args.au_thresholds)?;
+        let thresholds = parse_au_thresholds(&args.au_thresholds)?;
         let file = tune(&preds, labels, &thresholds)
             .with_context(|| format!("tuning the smoothing of {}", args.preds.display()))?;
         let path = args.out.join(SMOOTHING_FILE);
@@ -693,7 +684,7 @@ pub fn run(args: &SmoothArgs) -> Result<()> {
         }
     };
     let smoothed = smooth_all(&preds, &file.smoothing);
-    write_prediction_set(&args.out, &smoothed)?;
+    write_prediction_dir(&args.out, &smoothed)?;
     let summary: Vec<String> = file
         .smoothing
         .groups()

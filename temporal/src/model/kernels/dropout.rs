@@ -2,9 +2,8 @@
 //!
 //! What it does: [`dropout`] is `torch.nn.functional.dropout(x, p, training)` for CPU tensors:
 //! each element is kept with probability `1 − p` and scaled by `1 / (1 − p)`. ATen draws its
-//! CPU mask with `bernoulli_`, one element at a time from one Mersenne twister (about 6 ns per
-//! element here: ~14 ms for one `[8, 250, 1024]` activation, and a training step of the
-//! reference model drops 14–40 M elements). This draws one 64-bit seed from libtorch's
+//! CPU mask with `bernoulli_`, one element at a time from one Mersenne twister, and a training
+//! step of the reference model drops tens of millions of elements. This draws one 64-bit seed from libtorch's
 //! generator, so `tch::manual_seed` still fixes every mask (resume replays them), then fills a
 //! boolean mask from ChaCha8 streams over chunks in parallel (rayon). The boolean mask is what
 //! the graph keeps for the backward pass (1 byte per element; ATen's CPU dropout keeps a float

@@ -31,12 +31,10 @@ features: sample-data ## embed every sample frame with the feature sets of confi
 demo: setup ## the whole pipeline end to end on the embedded synthetic data set
 	@bash scripts/demo.sh $(DEMO_OUT)
 
-test: setup ## every test (unit, parity, end to end, Slurm where it can be installed), lint included
-	$(CARGO) build --workspace --bins
+test: setup test-unit test-slurm lint ## every test: cargo tests (unit, parity, end to end), the Slurm cluster test, lint
+
+test-unit: ## cargo tests only (unit, parity, end to end; no apt, no Slurm): the edit loop
 	OMP_NUM_THREADS=1 $(CARGO) test --workspace --no-fail-fast
-	@bash scripts/test-slurm.sh
-	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
-	$(CARGO) fmt --all --check
 
 test-slurm: setup ## Slurm arrays and a sweep on a throw-away one-node cluster (installs slurm-wlm, munge)
 	@bash scripts/test-slurm.sh

@@ -103,39 +103,5 @@ for spec in $MODELS; do
   done
 done
 
-python3 - "$RESULTS" "$THREADS" "$BATCH" "$REPS" <<'EOF' | tee "$OUT/table.md"
-import json, statistics, sys
-
-path, threads, batch, reps = sys.argv[1:]
-by_model = {}
-for line in open(path):
-    r = json.loads(line)
-    by_model.setdefault(r["model"], []).append(r)
-
-
-def cell(values):
-    med = statistics.median(values)
-    if len(values) == 1:
-        return f"{med:.2f}"
-    return f"{med:.2f} [{min(values):.2f}–{max(values):.2f}]"
-
-
-print(f"Feature extraction, frames/s: median [min–max] of {reps} interleaved rounds; batch {batch}, "
-      f"{threads} threads, CPU, the same JPEG frames for both; ours pipeline = after its first "
-      "batch (the peer times its pipeline after a warm-up forward).\n")
-print("| backbone | frames | GFLOP/frame | ours pipeline | ours forward-only | peer pipeline "
-      "| peer forward-only | pipeline / our fwd (>= 0.95) | pipeline / peer pipeline (>= 1.0) "
-      "| our fwd / peer fwd | ours pipeline incl. first batch |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-m = statistics.median
-for model, rs in by_model.items():
-    op = [r["ours_pipeline_fps"] for r in rs]
-    oc = [r["ours_pipeline_cold_fps"] for r in rs]
-    of = [r["ours_forward"]["forward_fps"] for r in rs]
-    pp = [r["peer"]["pipeline_fps"] for r in rs]
-    pf = [r["peer"]["forward_fps"] for r in rs]
-    print(f"| {model} | {rs[0]['frames']} | {rs[0]['peer']['gflop_per_frame']} | {cell(op)} "
-          f"| {cell(of)} | {cell(pp)} | {cell(pf)} | {m(op) / m(of):.2f} | {m(op) / m(pp):.2f} "
-          f"| {m(of) / m(pf):.2f} | {cell(oc)} |")
-EOF
+python3 scripts/bench_extract_table.py "$RESULTS" "$THREADS" "$BATCH" "$REPS" | tee "$OUT/table.md"
 say "raw results: $RESULTS; table: $OUT/table.md"

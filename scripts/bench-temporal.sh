@@ -80,58 +80,6 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
-"$PY" - "$OUT" $CONFIGS <<'EOF' | tee "$OUT/table.md"
-import json, os, sys
-
-out, configs = sys.argv[1], sys.argv[2:]
-
-def load(name, who):
-    """every round's report of one side, or [] if none ran."""
-    runs = []
-    for f in sorted(os.listdir(out)):
-        if f.startswith(f"{name}.{who}.") and f.endswith(".json"):
-            with open(os.path.join(out, f)) as fh:
-                runs.append(json.loads(fh.read().strip().splitlines()[-1]))
-    return runs
-
-def median(v):
-    v = sorted(v)
-    n = len(v)
-    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
-
-def passes(runs, key):
-    return [e["fps"] for r in runs for e in r[f"{key}_epochs"]]
-
-def fps(runs, key):
-    v = passes(runs, key)
-    return f"{median(v):.0f} [{min(v):.0f}–{max(v):.0f}]" if v else "failed"
-
-def ratio(a, b, key):
-    if not passes(a, key) or not passes(b, key):
-        return "–"
-    return f"{median(passes(a, key)) / median(passes(b, key)):.2f}"
-
-def rss(runs):
-    v = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]
-    return f"{max(v) / 1024:.2f} GB" if v else "–"
-
-rows = []
-for c in configs:
-    arch, topology = c.split("/", 1)
-    name = f"{arch}-{topology}"
-    ours, peer = load(name, "ours"), load(name, "peer")
-    any_ = ours + peer
-    steps = any_[0]["train_epochs"][0]["steps"] if any_ else "–"
-    rows.append([f"{arch} / {topology}", str(steps),
-                 fps(ours, "train"), fps(peer, "train"), ratio(ours, peer, "train"),
-                 fps(ours, "infer"), fps(peer, "infer"), ratio(ours, peer, "infer"),
-                 rss(ours), rss(peer)])
-head = ["arch / topology", "steps/pass", "ours train fps", "peer train fps", "ratio",
-        "ours infer fps", "peer infer fps", "ratio", "ours peak RSS", "peer peak RSS"]
-print("| " + " | ".join(head) + " |")
-print("|" + "|".join("---" for _ in head) + "|")
-for r in rows:
-    print("| " + " | ".join(r) + " |")
-EOF
+"$PY" scripts/bench_temporal_table.py "$OUT" $CONFIGS | tee "$OUT/table.md"
 echo "bench-temporal: median [min–max] frames/s over the timed passes of $ROUNDS round(s); ratio = ours / peer (medians); peak RSS = max over rounds; raw JSON in $OUT" >&2
 exit $failed

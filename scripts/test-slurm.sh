@@ -1,21 +1,45 @@
 #!/usr/bin/env bash
-# `make test-slurm`: the Slurm scale-out of issue 8 on a real one-node cluster on this machine.
+# `make test-slurm` (also part of `make test`): Slurm array jobs and a training sweep on a real,
+# throw-away one-node cluster on this machine, checked against single-process runs.
 #
-# 1. Installs Debian's slurm-wlm and munge if missing, starts a throw-away cluster under a fresh
+# 1. Slurm: when its tools are missing, installs Debian's slurm-wlm and munge with apt-get. Needs
+#    root (the daemons run as root) and built extractor and temporal binaries: stops with FAIL
+#    (exit 1) without them. Starts munged, slurmctld and slurmd under a fresh
 #    /tmp/test-slurm.XXXXXX (scripts/slurm/start-cluster.sh).
-# 2. Extraction array: 4 tasks of configs/slurm/extract.sbatch over generated data (8 videos,
-#    about 300 frames each, HOG) fill one cache; it must equal a single-process run, file by file
-#    (datasets and attributes, and byte for byte).
-# 3. A second array in which one task is cancelled while it runs (between its two videos);
-#    `extractor inspect` must show the cache incomplete; the same array resubmitted must complete
-#    only what was missing (files already there are not rewritten) and give the same cache again.
-# 4. A 3-member training sweep (3 seeds) through configs/slurm/train-sweep.sbatch, then the
-#    members' validation predictions are ensembled (the mean is checked by hand on one row).
-#    Needs `temporal train --sweep-index` and `temporal sweep`; reported NOT RUN without them.
+# 2. Extraction array vs. one process: `extractor sample-data` makes 8 videos of about 300 frames,
+#    and `extractor extract --backbone hog --shard 0/1` fills a reference cache. A 4-task array
+#    of configs/slurm/extract.sbatch with ids 1-4 (shard = id - lowest id) fills a second cache:
+#    every task must complete and log exactly the videos of its shard, and the cache must equal
+#    the reference: same files, same h5dump (datasets and attributes), same bytes.
+# 3. Cancel and resume: a second 4-task array (ids 0-3, one task at a time) whose task 1 is
+#    cancelled once the first of its two videos is cached. The other tasks must complete and
+#    `extractor inspect --json` must show videos missing; the same array resubmitted must leave
+#    the complete files untouched (inode and mtime), extract only the missing videos, leave no
+#    incomplete file and give a cache equal to the reference (files, h5dump, bytes). Then an
+#    array with SHARDS=4 and --array=1,3 must cache exactly the videos of shards 1/4 and 3/4.
+# 4. Training sweep: a sweep of 3 members (lstm/basic, seeds 0-2, 2 epochs of a small model on
+#    the hog cache of step 2). `temporal sweep --list` must give array size 3; a 3-task array of
+#    configs/slurm/train-sweep.sbatch with PREDICT=validation must complete, `temporal sweep`
+#    must report "finished: 3 of 3" and every member must have validation predictions;
+#    `temporal ensemble` of the sweep folder must succeed, and its valence on the first frame of
+#    the first video must be the mean of the members', which must differ
+#    (scripts/slurm/check_ensemble_mean.py). Reported NOT RUN, not failed, when the temporal
+#    binary has no `train --sweep-index` or no `sweep` subcommand (e.g. an older build).
 #
-# Always cleans up: jobs cancelled, daemons stopped by PID, the temporary folder removed
-# (KEEP=1 keeps it for debugging). Prints "SKIPPED: ..." and exits 0 only when Slurm cannot be
-# installed here. Ends with the line "slurm: N passed, M failed" (plus "K not run").
+# Environment: EXTRACTOR and TEMPORAL, the binaries (default target/release/extractor and
+# target/release/temporal; the jobs use the same ones, as sbatch passes the environment on);
+# KEEP=1 keeps the temporary folder; SLURMCTLD_PORT and SLURMD_PORT, the cluster's ports (default:
+# a free pair). Every SLURM_*, SBATCH_*, SALLOC_* and SRUN_* variable is unset first, so that an
+# outer Slurm job does not leak into the test's jobs. Also needs h5dump (hdf5-tools; make setup
+# installs it).
+#
+# Prints a "== ..." line per stage and one "PASS: ...", "FAIL: ..." or "NOT RUN: ..." line per
+# check (with the tail of the tasks' logs when an array fails), then "(took N s)" and, last,
+# "slurm: N passed, M failed" (", K not run" appended when some checks did not run). Exits 0
+# when no check failed, 1 otherwise, 130 when interrupted. Prints "SKIPPED: ..." and exits 0
+# when Slurm is missing and cannot be installed (not root, no apt-get, or apt-get fails).
+# Always cleans up: jobs cancelled and daemons stopped by PID (scripts/slurm/stop-cluster.sh),
+# the temporary folder removed ("kept FOLDER" instead with KEEP=1).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 REPO=$(pwd)
@@ -154,16 +178,7 @@ same_bytes() {
   done
 }
 inspect_field() {  # inspect_field CACHE FIELD: a field of the hog summary of `extractor inspect --json`
-  "$X" inspect "$1" --json | python3 -c '
-import json, sys
-field = sys.argv[1]
-for s in json.load(sys.stdin):
-    if s["backbone"] == "hog":
-        v = s[field]
-        print(len(v) if isinstance(v, list) else v)
-        break
-else:
-    print("none")' "$2"
+  "$X" inspect "$1" --json | python3 scripts/slurm/inspect_field.py "$2"
 }
 count_h5() { find "$1" -type f -name '*.h5' | wc -l; }
 
@@ -304,16 +319,9 @@ EOF
       pass "temporal ensemble of the sweep folder (3 members)"
       first=$(cd "${preds[0]}" && find . -maxdepth 1 -name "*.csv" | sort | head -n 1)
       # Row 2 (first frame), column 2 (valence): the ensemble is the mean of the members.
-      check "ensemble valence = mean of the members' (first frame of $first)" python3 - "$BASE/ensemble/$first" \
-        "${preds[0]}/$first" "${preds[1]}/$first" "${preds[2]}/$first" <<'EOF'
-import csv, sys
-rows = [list(csv.reader(open(p)))[1] for p in sys.argv[1:]]
-ens, members = float(rows[0][1]), [float(r[1]) for r in rows[1:]]
-mean = sum(members) / 3
-print(f"  members {members}, mean {mean:.6f}, ensemble {ens:.6f}")
-assert len(set(members)) > 1, "the three seeds gave identical predictions"
-assert abs(ens - mean) < 1e-5
-EOF
+      check "ensemble valence = mean of the members' (first frame of $first)" \
+        python3 scripts/slurm/check_ensemble_mean.py "$BASE/ensemble/$first" \
+        "${preds[0]}/$first" "${preds[1]}/$first" "${preds[2]}/$first"
     else
       tail -n 5 "$BASE/logs/ensemble.out"
       fail "temporal ensemble of the sweep folder (3 members)"

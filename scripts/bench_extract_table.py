@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""The Markdown table of `make bench-extract` (scripts/bench-extract.sh), from its raw results.
+
+What it does: reads RESULTS, one JSON object a line as bench-extract.sh writes them, one line per
+backbone and round:
+  {"model": NAME, "frames": N, "round": R,
+   "ours_pipeline_fps": F,        # `extractor extract`, after the first batch
+   "ours_pipeline_cold_fps": F,   # `extractor extract`, overall
+   "ours_forward": {"forward_fps": F, ...},                            # `extractor bench`
+   "peer": {"pipeline_fps": F, "forward_fps": F, "gflop_per_frame": G, ...}}  # the PyTorch peer
+groups the lines by model (in the order the models first appear) and gives each model one row:
+median [min–max] over its rounds of every rate, and the ratios of the medians (ours pipeline /
+our forward-only, ours pipeline / the peer's pipeline, our forward-only / the peer's). Frames
+and GFLOP/frame are taken from the model's first line.
+
+Arguments: RESULTS THREADS BATCH REPS. THREADS, BATCH and REPS are only shown in the caption.
+
+Prints on stdout: a caption paragraph, an empty line, then the Markdown table (header, separator,
+one row per model; no rows when RESULTS is empty). bench-extract.sh tees it to table.md.
+
+Exit status: 0; 1 (with Python's traceback on stderr) when the arguments are not exactly four,
+RESULTS cannot be read, a line is not JSON or lacks a key, or a median is zero.
+
+Python 3 standard library only.
+"""
+import json, statistics, sys
+
+path, threads, batch, reps = sys.argv[1:]
+by_model = {}
+for line in open(path):
+    r = json.loads(line)
+    by_model.setdefault(r["model"], []).append(r)
+
+
+def cell(values):
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:.2f}"
+    return f"{med:.2f} [{min(values):.2f}–{max(values):.2f}]"
+
+
+print(f"Feature extraction, frames/s: median [min–max] of {reps} interleaved rounds; batch {batch}, "
+      f"{threads} threads, CPU, the same JPEG frames for both; ours pipeline = after its first "
+      "batch (the peer times its pipeline after a warm-up forward).\n")
+print("| backbone | frames | GFLOP/frame | ours pipeline | ours forward-only | peer pipeline "
+      "| peer forward-only | pipeline / our fwd (>= 0.95) | pipeline / peer pipeline (>= 1.0) "
+      "| our fwd / peer fwd | ours pipeline incl. first batch |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+m = statistics.median
+for model, rs in by_model.items():
+    op = [r["ours_pipeline_fps"] for r in rs]
+    oc = [r["ours_pipeline_cold_fps"] for r in rs]
+    of = [r["ours_forward"]["forward_fps"] for r in rs]
+    pp = [r["peer"]["pipeline_fps"] for r in rs]
+    pf = [r["peer"]["forward_fps"] for r in rs]
+    print(f"| {model} | {rs[0]['frames']} | {rs[0]['peer']['gflop_per_frame']} | {cell(op)} "
+          f"| {cell(of)} | {cell(pp)} | {cell(pf)} | {m(op) / m(of):.2f} | {m(op) / m(pp):.2f} "
+          f"| {m(of) / m(pf):.2f} | {cell(oc)} |")

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""The Markdown table of `make bench-temporal` (scripts/bench-temporal.sh), from its raw JSON.
+
+What it does: for each configuration ARCH/TOPOLOGY given, reads every
+OUT/<ARCH>-<TOPOLOGY>.ours.*.json (`temporal bench`) and OUT/<ARCH>-<TOPOLOGY>.peer.*.json (the
+PyTorch peer), one file per round, in sorted file-name order; of each file only the last line
+counts, a JSON object with
+  "train_epochs": [{"steps": S, "fps": F, ...}, ...]   the timed training passes
+  "infer_epochs": [{"fps": F, ...}, ...]               the timed inference passes
+  "peak_rss_mb": M or null                             peak resident set size, MiB
+and gives the configuration one row: the steps per pass (the first training pass of the first
+report found, ours before the peer's; "–" without reports), for training and then inference the
+median [min–max] frames/s over the timed passes of all rounds of each side ("failed" when a side
+has none) and the ratio ours / peer of those medians ("–" when a side has none), and each side's
+peak RSS, the maximum over its rounds in GB (MiB / 1024; "–" when unknown).
+
+Arguments: OUT CONFIG..., OUT the folder of the JSON files, each CONFIG an ARCH/TOPOLOGY such as
+gru/basic or lstm/feedback (rows in the order given).
+
+Prints on stdout: the Markdown table (header, separator, one row per CONFIG). bench-temporal.sh
+tees it to OUT/table.md.
+
+Exit status: 0; 1 (with Python's traceback on stderr) when OUT is not given or cannot be listed,
+a CONFIG has no "/", a report file is empty, not JSON or lacks a key, or a median is zero.
+
+Python 3 standard library only.
+"""
+import json, os, sys
+
+out, configs = sys.argv[1], sys.argv[2:]
+
+def load(name, who):
+    """every round's report of one side, or [] if none ran."""
+    runs = []
+    for f in sorted(os.listdir(out)):
+        if f.startswith(f"{name}.{who}.") and f.endswith(".json"):
+            with open(os.path.join(out, f)) as fh:
+                runs.append(json.loads(fh.read().strip().splitlines()[-1]))
+    return runs
+
+def median(v):
+    v = sorted(v)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+def passes(runs, key):
+    return [e["fps"] for r in runs for e in r[f"{key}_epochs"]]
+
+def fps(runs, key):
+    v = passes(runs, key)
+    return f"{median(v):.0f} [{min(v):.0f}–{max(v):.0f}]" if v else "failed"
+
+def ratio(a, b, key):
+    if not passes(a, key) or not passes(b, key):
+        return "–"
+    return f"{median(passes(a, key)) / median(passes(b, key)):.2f}"
+
+def rss(runs):
+    v = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]
+    return f"{max(v) / 1024:.2f} GB" if v else "–"
+
+rows = []
+for c in configs:
+    arch, topology = c.split("/", 1)
+    name = f"{arch}-{topology}"
+    ours, peer = load(name, "ours"), load(name, "peer")
+    any_ = ours + peer
+    steps = any_[0]["train_epochs"][0]["steps"] if any_ else "–"
+    rows.append([f"{arch} / {topology}", str(steps),
+                 fps(ours, "train"), fps(peer, "train"), ratio(ours, peer, "train"),
+                 fps(ours, "infer"), fps(peer, "infer"), ratio(ours, peer, "infer"),
+                 rss(ours), rss(peer)])
+head = ["arch / topology", "steps/pass", "ours train fps", "peer train fps", "ratio",
+        "ours infer fps", "peer infer fps", "ratio", "ours peak RSS", "peer peak RSS"]
+print("| " + " | ".join(head) + " |")
+print("|" + "|".join("---" for _ in head) + "|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")

@@ -38,6 +38,8 @@ pub struct TrainConfig {
     pub seg_len: usize,
     /// Parallel streams B (segments per step).
     pub streams: usize,
+    /// Frames per training step of a frame-level model (`arch = "none"`), drawn shuffled.
+    pub batch_size: usize,
     /// Adam learning rate.
     pub lr: f64,
     /// Gradient-norm clipping.
@@ -65,6 +67,7 @@ impl Default for TrainConfig {
             out: None,
             seg_len: 250,
             streams: 8,
+            batch_size: 256,
             lr: 5e-5,
             clip: 5.0,
             model: ModelConfig::default(),
@@ -138,5 +141,23 @@ mod tests {
             }
         }
         assert_eq!(reference, 9, "one reference config per arch x topology");
+    }
+
+    /// Every system config in `configs/systems/` parses and describes a model that can be built.
+    #[test]
+    fn system_configs_parse_and_describe_valid_models() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/systems");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let cfg = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+            let mut model = cfg.model.clone();
+            model.tasks = crate::model::HeadTask::for_tasks(&cfg.tasks);
+            model
+                .validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+        assert!(n >= 1, "no system config in {}", dir.display());
     }
 }

@@ -41,7 +41,8 @@ pub fn gather(data: &SplitData, step: &Step) -> (Tensor, LabelTensors) {
     (x, LabelTensors { va, expr, au })
 }
 
-/// Per-frame outputs [B, L, 22]: VA as regressed, expression softmax, AU sigmoid. Heads the
+/// Per-frame outputs [B, L, 22]: VA as regressed, expression softmax, AU sigmoid (AU outputs
+/// that are already probabilities as they are). Heads the
 /// model does not have give valence/arousal 0, uniform expression and AU probability 0.5.
 pub fn to_probabilities(out: &Outputs) -> Tensor {
     let any = out
@@ -65,7 +66,13 @@ pub fn to_probabilities(out: &Outputs) -> Tensor {
     let au = out
         .by_task
         .get("au")
-        .map(|t| t.sigmoid())
+        .map(|t| {
+            if out.au_probabilities {
+                t.shallow_clone()
+            } else {
+                t.sigmoid()
+            }
+        })
         .unwrap_or_else(|| Tensor::full([b, l, N_AU as i64], 0.5, opts));
     Tensor::cat(&[va("valence"), va("arousal"), expr, au], -1)
 }

@@ -7,8 +7,13 @@
 //!   ([`VaLoss::Ccc`], population statistics, denominator + 1e-8);
 //! - expr: cross-entropy over the 8 classes; with class weights `w`, the weighted mean
 //!   `sum(w[y] * ce) / sum(w[y])` (PyTorch's `reduction="mean"` convention);
-//! - au: binary cross-entropy with logits averaged over the 12 AUs (optional `pos_weight` per AU);
-//!   a frame's AU label is valid only when none of its 12 values is -1.
+//! - au: binary cross-entropy with logits averaged over the 12 AUs (optional `pos_weight` per AU),
+//!   or ME-GraphAU's weighted asymmetric loss ([`AuLoss::Wal`]): per AU
+//!   `-w_i [y log p + (1 - y) p' log(1 - p)]` with `p'` = p without gradient and the logs clamped
+//!   at 1e-8, averaged over the AUs (`au_weights`: `auto` is `w_i = 12 (1/r_i) / sum_j (1/r_j)`
+//!   from the training AU occurrence rates r, [`wal_weights_auto`]). Heads that output AU
+//!   probabilities (ANFL) are scored on them directly (BCE without the sigmoid); logits go
+//!   through a sigmoid for WAL. A frame's AU label is valid only when none of its 12 values is -1.
 //!
 //! The total is `sum(task_weight * task_loss)`. An invalid label (valence/arousal -5, expression
 //! -1, any AU -1, or a padded frame) contributes neither loss nor gradient, whatever the values at
@@ -28,6 +33,8 @@ use tch::{Kind, Reduction, Tensor};
 const INVALID_VA: f64 = -5.0;
 /// Marker of an invalid expression or AU label.
 const INVALID_CLASS: i64 = -1;
+/// The clamp of the probabilities inside WAL's logs (ME-GraphAU's `eps`).
+pub const WAL_EPS: f64 = 1e-8;
 /// Added to the CCC denominator so a batch with constant predictions and labels stays finite.
 pub const CCC_EPS: f64 = 1e-8;
 
@@ -51,6 +58,17 @@ pub enum VaLoss {
     Mse,
     /// `1 - CCC` (concordance correlation coefficient, the challenge metric) over the batch.
     Ccc,
+}
+
+/// The action-unit loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuLoss {
+    /// Binary cross-entropy (the reference), with `au_pos_weight`.
+    #[default]
+    Bce,
+    /// ME-GraphAU's weighted asymmetric loss, with `au_weights`.
+    Wal,
 }
 
 /// Class weights or AU positive weights: none, `auto` from training label counts, or explicit.
@@ -147,6 +165,10 @@ pub struct LossConfig {
     pub expr_class_weights: Weights,
     /// BCE positive weight per AU (12).
     pub au_pos_weight: Weights,
+    /// `bce` (reference) or `wal` for the action units.
+    pub au_loss: AuLoss,
+    /// WAL weight per AU (12); `auto` from the training AU occurrence rates.
+    pub au_weights: Weights,
     /// Multipliers of each task's loss in the total.
     pub task_weights: TaskWeights,
 }
@@ -224,6 +246,37 @@ pub fn class_weights_auto(counts: &[u64]) -> Vec<f64> {
         .collect()
 }
 
+/// ME-GraphAU's WAL weights `w_i = n (1/r_i) / sum_j (1/r_j)` from the AU occurrence rates
+/// `r_i = pos_i / (pos_i + neg_i)` of the training frames ([`wal_weights`]).
+pub fn wal_weights_auto(pos: &[u64], neg: &[u64]) -> Vec<f64> {
+    let rates: Vec<f64> = pos
+        .iter()
+        .zip(neg)
+        .map(|(&p, &n)| {
+            if p + n > 0 {
+                p as f64 / (p + n) as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    wal_weights(&rates)
+}
+
+/// `w_i = n (1/r_i) / sum_j (1/r_j)` (mean 1: rare AUs weigh more). An AU that never occurs
+/// (`r_i = 0`) gets the largest weight of the others instead of an infinite one (all 1 when no
+/// AU occurs).
+pub fn wal_weights(rates: &[f64]) -> Vec<f64> {
+    let inv: Vec<Option<f64>> = rates.iter().map(|&r| (r > 0.0).then(|| 1.0 / r)).collect();
+    let largest = inv.iter().flatten().copied().fold(f64::NAN, f64::max);
+    if largest.is_nan() {
+        return vec![1.0; rates.len()];
+    }
+    let inv: Vec<f64> = inv.into_iter().map(|x| x.unwrap_or(largest)).collect();
+    let sum: f64 = inv.iter().sum();
+    inv.iter().map(|x| inv.len() as f64 * x / sum).collect()
+}
+
 /// BCE positive weights `n_neg / n_pos` per AU (PyTorch's recommendation for
 /// `BCEWithLogitsLoss(pos_weight)`: positives and negatives then weigh the same in total).
 /// An AU with no positive (or no negative) frame gets 1.
@@ -260,7 +313,8 @@ impl LossConfig {
     /// Checks the explicit weights (count, finite, >= 0).
     pub fn validate(&self) -> Result<(), LossConfigError> {
         check("expr_class_weights", &self.expr_class_weights, N_EXPR)?;
-        check("au_pos_weight", &self.au_pos_weight, N_AU)
+        check("au_pos_weight", &self.au_pos_weight, N_AU)?;
+        check("au_weights", &self.au_weights, N_AU)
     }
 
     /// The same options with every `auto` replaced by weights from the training `counts`
@@ -288,6 +342,9 @@ impl LossConfig {
         }
         if self.au_pos_weight == Weights::Auto {
             self.au_pos_weight = Weights::Values(pos_weight_auto(&counts.au_pos, &counts.au_neg));
+        }
+        if self.au_weights == Weights::Auto {
+            self.au_weights = Weights::Values(wal_weights_auto(&counts.au_pos, &counts.au_neg));
         }
     }
 }
@@ -334,6 +391,46 @@ fn va_loss(pred: &Tensor, y: &Tensor, m: &Tensor, kind: VaLoss) -> Tensor {
             let cov = mean(&(&dx * &dy));
             let ccc = cov * 2.0 / (vx + vy + (mx - my).square() + CCC_EPS);
             (1.0 - ccc) * n.gt(0.0).to_kind(pred.kind())
+        }
+    }
+}
+
+/// The AU loss of every frame `[B, L]` (mean over the 12 AUs), from logits or, with
+/// `probabilities`, from probabilities.
+fn au_loss(out: &Tensor, target: &Tensor, probabilities: bool, cfg: &LossConfig) -> Tensor {
+    let kind = out.kind();
+    match cfg.au_loss {
+        AuLoss::Bce => {
+            let pw = weight_tensor("au_pos_weight", &cfg.au_pos_weight, N_AU, out);
+            if probabilities {
+                // BCE on probabilities, with PyTorch's log clamp at -100 and the same pos_weight.
+                let log_p: Tensor = out.log().clamp_min(-100.0);
+                let log_q: Tensor = (out.neg() + 1.0).log().clamp_min(-100.0);
+                let pos: Tensor = match &pw {
+                    Some(w) => target * w * log_p,
+                    None => target * log_p,
+                };
+                let neg: Tensor = (target.neg() + 1.0) * log_q;
+                (pos + neg).mean_dim(-1, false, kind).neg()
+            } else {
+                out.binary_cross_entropy_with_logits::<Tensor>(target, None, pw, Reduction::None)
+                    .mean_dim(-1, false, kind)
+            }
+        }
+        AuLoss::Wal => {
+            let p = if probabilities {
+                out.shallow_clone()
+            } else {
+                out.sigmoid()
+            };
+            let log_p: Tensor = p.clamp_min(WAL_EPS).log();
+            let log_q: Tensor = (p.neg() + 1.0).clamp_min(WAL_EPS).log();
+            let neg: Tensor = (target.neg() + 1.0) * p.detach() * log_q;
+            let mut l: Tensor = target * log_p + neg;
+            if let Some(w) = weight_tensor("au_weights", &cfg.au_weights, N_AU, out) {
+                l *= w;
+            }
+            l.mean_dim(-1, false, kind).neg()
         }
     }
 }
@@ -394,14 +491,11 @@ pub fn mtl_loss(
             .logical_and(&valid);
         let not_m = m.logical_not();
         let target = au.clamp_min(0.0).masked_fill(&not_m.unsqueeze(-1), 0.0);
-        let pw = weight_tensor("au_pos_weight", &cfg.au_pos_weight, N_AU, logits);
-        let bce = logits
-            .binary_cross_entropy_with_logits::<Tensor>(&target, None, pw, Reduction::None)
-            .mean_dim(-1, false, logits.kind());
+        let per_frame = au_loss(logits, &target, out.au_probabilities, cfg);
         let n = m.to_kind(logits.kind()).sum(logits.kind());
         losses.push((
             "au",
-            safe_div(bce.masked_fill(&not_m, 0.0).sum(logits.kind()), &n),
+            safe_div(per_frame.masked_fill(&not_m, 0.0).sum(logits.kind()), &n),
         ));
     }
     let mut total: Option<Tensor> = None;
@@ -427,6 +521,7 @@ mod tests {
         Outputs {
             by_task: pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             deferred: Default::default(),
+            au_probabilities: false,
         }
     }
 
@@ -497,6 +592,8 @@ mod tests {
             va_loss: VaLoss::Ccc,
             expr_class_weights: Weights::Values(ew),
             au_pos_weight: Weights::Values(pw),
+            au_loss: AuLoss::Bce,
+            au_weights: Weights::None,
             task_weights: TaskWeights {
                 valence: 2.0,
                 arousal: 0.0,
@@ -592,6 +689,7 @@ mod tests {
                 .zip(leaves.iter().map(Tensor::shallow_clone))
                 .collect(),
             deferred: Default::default(),
+            au_probabilities: false,
         };
         let (total, _) = mtl_loss(&out2, labels, valid, cfg);
         total.backward();
@@ -641,6 +739,8 @@ mod tests {
                 va_loss: VaLoss::Ccc,
                 expr_class_weights: Weights::Values((1..=8).map(f64::from).collect()),
                 au_pos_weight: Weights::Values(pw),
+                au_loss: AuLoss::Bce,
+                au_weights: Weights::None,
                 task_weights: TaskWeights {
                     valence: 0.5,
                     arousal: 2.0,

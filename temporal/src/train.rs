@@ -1,7 +1,8 @@
 //! `temporal train`: one run of a temporal multi-task model over cached features.
 //!
 //! Each epoch deals the (seeded, shuffled) training videos over B streams and steps through
-//! their segments with the hidden state carried per stream (zeroed at a new video); then streams
+//! their segments with the hidden state carried per stream (zeroed at a new video), or, for a
+//! frame-level model (`--arch none`), steps through batches of shuffled frames; then streams
 //! the validation split the same way without shuffling, scores it with the challenge metrics,
 //! appends to `metrics.jsonl`, keeps the best checkpoints and draws the plots. Everything an
 //! epoch writes is atomic, and `--resume` restarts after the last completed epoch with the same
@@ -84,6 +85,9 @@ pub struct TrainArgs {
     /// Parallel streams (segments per step) [default: 8].
     #[arg(long, value_name = "B")]
     pub streams: Option<usize>,
+    /// Frames per step of a frame-level model (--arch none), drawn shuffled [default: 256].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
     /// Adam learning rate [default: 5e-5].
     #[arg(long, value_name = "LR")]
     pub lr: Option<f64>,
@@ -135,6 +139,7 @@ impl TrainArgs {
         set!(device => c.device);
         set!(seg_len => c.seg_len);
         set!(streams => c.streams);
+        set!(batch_size => c.batch_size);
         set!(lr => c.lr);
         if self.cache.is_some() {
             c.cache = self.cache.clone();
@@ -164,6 +169,9 @@ impl TrainArgs {
                 member.index,
                 member.name
             );
+        }
+        if c.batch_size == 0 {
+            bail!("--batch-size 0: a frame-level step needs at least 1 frame (256 in the papers)");
         }
         if c.tasks.is_empty() {
             bail!("--tasks is empty: choose from va, expr, au");
@@ -349,7 +357,11 @@ impl Trainer<'_> {
             .iter()
             .map(|v| (v.start, v.len()))
             .collect();
-        let plan = StreamPlan::new(&spans, cfg.streams, cfg.seg_len, Some(epoch_seed));
+        let plan = if cfg.model.arch.is_frame_level() {
+            StreamPlan::shuffled_frames(&spans, cfg.batch_size, epoch_seed)
+        } else {
+            StreamPlan::new(&spans, cfg.streams, cfg.seg_len, Some(epoch_seed))
+        };
         let bar = progress_bar(epoch, cfg.epochs, self.train_data.n_rows() as u64);
         let mut states: Option<States> = None;
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();

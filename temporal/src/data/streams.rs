@@ -5,6 +5,10 @@
 //! (no overlap; the last segment of a video may be shorter). Step t takes the t-th segment of
 //! every stream; a stream that has run out contributes an all-padding segment. `reset[b]` is
 //! true where stream b starts a new video (or has run out): its carried state must be zeroed.
+//!
+//! Frame-level models (no encoder) train on shuffled frames instead: [`StreamPlan::shuffled_frames`]
+//! is the same plan with segments of one frame, every frame of the split dealt in a seeded
+//! random order over `batch` streams, so step t is a batch of `batch` random frames.
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -84,6 +88,35 @@ impl StreamPlan {
         StreamPlan { streams, seg_len }
     }
 
+    /// Every row of the videos (`(first row, rows)` each) once, in an order shuffled by `seed`,
+    /// as one-frame segments over `batch` streams: each step is a batch of up to `batch` random
+    /// frames (the last one smaller, padded).
+    pub fn shuffled_frames(videos: &[(usize, usize)], batch: usize, seed: u64) -> StreamPlan {
+        assert!(batch > 0, "the batch size must be positive");
+        let mut frames: Vec<Segment> = videos
+            .iter()
+            .enumerate()
+            .flat_map(|(v, &(row, len))| {
+                (0..len).map(move |offset| Segment {
+                    video: v,
+                    row: row + offset,
+                    offset,
+                    len: 1,
+                })
+            })
+            .collect();
+        frames.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        let n_steps = frames.len().div_ceil(batch);
+        let mut streams = vec![Vec::with_capacity(n_steps); batch];
+        for (i, f) in frames.into_iter().enumerate() {
+            streams[i % batch].push(f);
+        }
+        StreamPlan {
+            streams,
+            seg_len: 1,
+        }
+    }
+
     /// Number of steps (the longest stream's segment count).
     pub fn n_steps(&self) -> usize {
         self.streams.iter().map(Vec::len).max().unwrap_or(0)
@@ -157,6 +190,26 @@ mod tests {
         let s = plan.step(3, Device::Cpu);
         assert_eq!(Vec::<bool>::try_from(&s.reset).unwrap(), vec![true, false]);
         assert!(s.segments[0].is_none());
+    }
+
+    #[test]
+    fn shuffled_frames_visit_every_row_once_in_batches() {
+        let plan = StreamPlan::shuffled_frames(&[(0, 5), (5, 3), (8, 4)], 5, 3);
+        assert_eq!(plan.n_steps(), 3);
+        let mut seen = Vec::new();
+        for t in 0..plan.n_steps() {
+            let s = plan.step(t, Device::Cpu);
+            assert_eq!(s.index.size(), [5, 1]);
+            let idx = Vec::<i64>::try_from(s.index.flatten(0, -1)).unwrap();
+            let valid = Vec::<bool>::try_from(s.valid.flatten(0, -1)).unwrap();
+            seen.extend(idx.iter().zip(&valid).filter(|(_, v)| **v).map(|(i, _)| *i));
+        }
+        let in_order: Vec<i64> = (0..12).collect();
+        assert_ne!(seen, in_order, "the frames are shuffled");
+        seen.sort();
+        assert_eq!(seen, in_order);
+        let again = StreamPlan::shuffled_frames(&[(0, 5), (5, 3), (8, 4)], 5, 3);
+        assert_eq!(again.streams, plan.streams);
     }
 
     #[test]

@@ -94,6 +94,8 @@ fn kind_of(dtype: safetensors::Dtype) -> Option<Kind> {
         safetensors::Dtype::F16 => Some(Kind::Half),
         safetensors::Dtype::BF16 => Some(Kind::BFloat16),
         safetensors::Dtype::F64 => Some(Kind::Double),
+        // BatchNorm's `num_batches_tracked`.
+        safetensors::Dtype::I64 => Some(Kind::Int64),
         _ => None,
     }
 }
@@ -104,6 +106,7 @@ fn dtype_of(kind: Kind) -> Option<safetensors::Dtype> {
         Kind::Half => Some(safetensors::Dtype::F16),
         Kind::BFloat16 => Some(safetensors::Dtype::BF16),
         Kind::Double => Some(safetensors::Dtype::F64),
+        Kind::Int64 => Some(safetensors::Dtype::I64),
         _ => None,
     }
 }

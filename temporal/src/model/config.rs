@@ -38,6 +38,10 @@ pub enum Arch {
     /// Frame-level baseline without temporal context: `bottom.fc = Linear(feat_dim, hidden)` +
     /// ReLU (and `tops.<task>.fc` for share-bottom/feedback). Not in the PyTorch reference.
     Mlp,
+    /// No encoder: the features go straight to the heads, which then live at the root of the
+    /// state dict (`au.*`, `va.*`, `ex.*`, ... as in MTL-ABAW4's `AMTL`). Frame-level: training
+    /// draws shuffled frames in batches instead of segments. Basic topology only.
+    None,
 }
 
 impl Arch {
@@ -53,7 +57,13 @@ impl Arch {
             Arch::Lstm => "lstm",
             Arch::Transformer => "transformer",
             Arch::Mlp => "mlp",
+            Arch::None => "none",
         }
+    }
+
+    /// True for `none`, which trains on shuffled frames rather than segments.
+    pub fn is_frame_level(self) -> bool {
+        self == Arch::None
     }
 }
 
@@ -193,6 +203,54 @@ impl std::str::FromStr for HeadTask {
     }
 }
 
+/// The valence/arousal head.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VaHead {
+    /// The reference's MLP head per task (`heads.valence.net.*`, `heads.arousal.net.*`).
+    #[default]
+    Mlp,
+    /// One head for both, `tanh(BatchNorm1d(Linear(d, 2)))` (`va.fc.*`, `va.bn.*`, MTL-ABAW4).
+    TanhBn,
+}
+
+/// The expression head.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExprHead {
+    /// The reference's MLP head (`heads.expr.net.*`).
+    #[default]
+    Mlp,
+    /// Logits `Linear(d, 8)` (`ex.fc.*`).
+    Linear,
+    /// Logits `Linear(d, 8)` re-weighted by additive attention from the AU probabilities
+    /// (`ex.fc.*`, `attention.{W_q,W_k,w_v}.weight`, MTL-ABAW4); needs the AU task.
+    AuAttention,
+}
+
+/// The action-unit head.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuHead {
+    /// The reference's MLP head (`heads.au.net.*`), 12 logits.
+    #[default]
+    Mlp,
+    /// ME-GraphAU's ANFL head (`au.sc`, `au.class_linears.*`, `au.gnn.*`), 12 probabilities.
+    Anfl,
+}
+
+/// The output head of each task group (`[model.heads]` in TOML); the reference's MLP by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeadKinds {
+    /// Valence and arousal.
+    pub va: VaHead,
+    /// Expressions.
+    pub expr: ExprHead,
+    /// Action units.
+    pub au: AuHead,
+}
+
 /// Hyper-parameters of [`super::TemporalMtl`]; the defaults are the reference's
 /// (`TemporalMTL()` in `../shared/peers/torch_temporal_ref.py`).
 ///
@@ -225,6 +283,12 @@ pub struct Config {
     pub feat_dim: i64,
     /// The heads to build, a subset of valence, arousal, expr, au in that order.
     pub tasks: Vec<HeadTask>,
+    /// The kind of head of each task group.
+    pub heads: HeadKinds,
+    /// ANFL head: k of its k-nearest-neighbour AU graph.
+    pub anfl_neighbors: i64,
+    /// ANFL head: dropout before each AU block (0 in ME-GraphAU, 0.5 in MTL-ABAW4).
+    pub anfl_dropout: f64,
 }
 
 impl Default for Config {
@@ -242,18 +306,21 @@ impl Default for Config {
             target: HeadTask::Expr,
             feat_dim: REFERENCE_FEAT_DIM,
             tasks: HeadTask::ALL.to_vec(),
+            heads: HeadKinds::default(),
+            anfl_neighbors: 4,
+            anfl_dropout: 0.0,
         }
     }
 }
 
 impl Config {
-    /// Width of the encoder output that the tops and heads read: `hidden` for GRU/LSTM,
-    /// `d_model` for the Transformer.
+    /// Width of the encoder output that the tops and heads read: `hidden` for GRU/LSTM and
+    /// `mlp`, `d_model` for the Transformer, the feature width without an encoder.
     pub fn encoder_dim(&self) -> i64 {
-        if self.arch != Arch::Transformer {
-            self.hidden
-        } else {
-            self.d_model
+        match self.arch {
+            Arch::Transformer => self.d_model,
+            Arch::None => self.feat_dim,
+            Arch::Gru | Arch::Lstm | Arch::Mlp => self.hidden,
         }
     }
 
@@ -286,6 +353,43 @@ impl Config {
         }
         if self.tasks.windows(2).any(|w| w[0] >= w[1]) {
             return Err(ConfigError::TaskOrder(self.task_names()));
+        }
+        if self.arch == Arch::None && self.topology != Topology::Basic {
+            return Err(ConfigError::NoEncoderTopology(self.topology));
+        }
+        if self.anfl_neighbors < 1 {
+            return Err(ConfigError::NotPositive {
+                key: "anfl_neighbors",
+                value: self.anfl_neighbors,
+            });
+        }
+        if !(0.0..1.0).contains(&self.anfl_dropout) {
+            return Err(ConfigError::Dropout(self.anfl_dropout));
+        }
+        let has = |t: HeadTask| self.tasks.contains(&t);
+        let needs = |head: &'static str, task: HeadTask| -> Result<(), ConfigError> {
+            if has(task) {
+                Ok(())
+            } else {
+                Err(ConfigError::HeadWithoutTask {
+                    head,
+                    task,
+                    tasks: self.task_names(),
+                })
+            }
+        };
+        if self.heads.va == VaHead::TanhBn {
+            needs("va = \"tanh-bn\"", HeadTask::Valence)?;
+            needs("va = \"tanh-bn\"", HeadTask::Arousal)?;
+        }
+        if self.heads.expr != ExprHead::Mlp {
+            needs("expr", HeadTask::Expr)?;
+        }
+        if self.heads.expr == ExprHead::AuAttention {
+            needs("expr = \"au-attention\"", HeadTask::Au)?;
+        }
+        if self.heads.au == AuHead::Anfl {
+            needs("au = \"anfl\"", HeadTask::Au)?;
         }
         if self.topology == Topology::Feedback {
             for (role, task) in [("source", self.source), ("target", self.target)] {
@@ -354,6 +458,19 @@ pub enum ConfigError {
     /// Feedback from a task to itself.
     #[error("model config: feedback source and target are both `{0}`; choose two different tasks")]
     FeedbackSelf(HeadTask),
+    /// A topology that needs an encoder on a model without one.
+    #[error("model config: topology `{0}` needs an encoder; with arch = \"none\" use topology = \"basic\"")]
+    NoEncoderTopology(Topology),
+    /// A head kind chosen for a task that is not trained.
+    #[error("model config: [model.heads] {head} needs the task `{task}`, which is not among `tasks` = [{tasks}]; train it (--tasks) or use the default head")]
+    HeadWithoutTask {
+        /// The head choice.
+        head: &'static str,
+        /// The task it needs.
+        task: HeadTask,
+        /// The configured tasks.
+        tasks: String,
+    },
     /// A task name that is not a head.
     #[error("unknown model task {0:?}: expected valence, arousal, expr or au")]
     UnknownTask(String),

@@ -5,7 +5,7 @@
 //! `rnn.bias_hh_l0`, initialised uniform in ±1/sqrt(hidden) as PyTorch does) with an explicit
 //! carried state. [`Encoder`] is the bottom: `bottom.rnn.*` for GRU/LSTM, or `in_proj.*` +
 //! sinusoidal positions + `bottom.layers.N.*` for the Transformer, or `bottom.fc.*` for the
-//! frame-level `mlp` baseline.
+//! frame-level `mlp` baseline, or nothing at all for `none`.
 //!
 //! What it does not: decide which state a stream keeps (that is [`super::States::carry`]) or
 //! pack padded sequences: as in the reference, a recurrent layer runs over padded frames too.
@@ -47,7 +47,7 @@ impl RnnBlock {
         let gates = match arch {
             Arch::Gru => 3 * hidden,
             Arch::Lstm => 4 * hidden,
-            Arch::Transformer | Arch::Mlp => {
+            Arch::Transformer | Arch::Mlp | Arch::None => {
                 panic!("RnnBlock::new needs a recurrent arch, got {arch}")
             }
         };
@@ -119,7 +119,9 @@ impl RnnBlock {
             }
             (Arch::Gru, Some(_)) => panic!("a GRU layer was given an LSTM state"),
             (Arch::Lstm, Some(_)) => panic!("an LSTM layer was given a GRU state"),
-            (Arch::Transformer | Arch::Mlp, _) => unreachable!("RnnBlock::new checks the arch"),
+            (Arch::Transformer | Arch::Mlp | Arch::None, _) => {
+                unreachable!("RnnBlock::new checks the arch")
+            }
         }
     }
 }
@@ -140,6 +142,8 @@ pub enum Encoder {
     },
     /// `bottom.fc = Linear(feat_dim, hidden)` + ReLU, frame by frame (the `mlp` baseline).
     Frame(nn::Linear),
+    /// No encoder (`none`): the features themselves.
+    Identity,
 }
 
 impl Encoder {
@@ -152,6 +156,9 @@ impl Encoder {
                 cfg.feat_dim,
                 cfg.hidden,
             ));
+        }
+        if cfg.arch == Arch::None {
+            return Encoder::Identity;
         }
         if cfg.arch == Arch::Mlp {
             return Encoder::Frame(torch_linear(
@@ -200,6 +207,7 @@ impl Encoder {
                 (h, None)
             }
             Encoder::Frame(fc) => (x.apply(fc).relu(), None),
+            Encoder::Identity => (x.shallow_clone(), None),
         }
     }
 }

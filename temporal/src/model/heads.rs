@@ -1,35 +1,58 @@
-//! The per-task output head: the reference's `Head`,
-//! `Linear(d, 512) - ReLU - Dropout - Linear(512, 256) - ReLU - Dropout - Linear(256, out)`.
+//! The output heads, one kind per task group ([`HeadKinds`]): the reference's MLP head, and the
+//! heads of the AU-graph systems.
 //!
-//! What it does: creates `net.0`, `net.3`, `net.6` (the `nn.Sequential` indices) under its path and
-//! maps encoder features `[B, L, d]` to raw outputs `[B, L, out]` (VA values, expression logits,
-//! AU logits).
+//! What it does: [`Heads::new`] creates, under the heads' root (`heads.` after an encoder, the
+//! model's root without one, so that `arch = "none"` with the MTL-ABAW4 heads has exactly the
+//! state-dict names of its `AMTL`):
+//! - [`MlpHead`] per task, the reference's `Head`:
+//!   `Linear(d, 512) - ReLU - Dropout - Linear(512, 256) - ReLU - Dropout - Linear(256, out)`
+//!   (`<task>.net.{0,3,6}`), giving valence, arousal, expression logits or AU logits;
+//! - `va = "tanh-bn"`: `tanh(BN(Linear(d, 2)))` (`va.fc.*`, `va.bn.*`) for valence and arousal;
+//! - `expr = "linear"`: logits `Linear(d, 8)` (`ex.fc.*`); `expr = "au-attention"` re-weights
+//!   them by additive attention with the AU probabilities as the query, as MTL-ABAW4:
+//!   `q = W_q au`, `k_j = W_k l_j`, `a = softmax_j(w_v tanh(q + k_j))`, output `a * l`
+//!   (`attention.{W_q,W_k,w_v}.weight`, no biases, hidden width 64);
+//! - `au = "anfl"`: ME-GraphAU's ANFL ([`super::anfl`], `au.*`), AU probabilities.
 //!
-//! What it does not: apply softmax / sigmoid (the loss and the predictor do that).
+//! [`Heads::forward_t`] maps per-task features `[B, L, d]` to the raw outputs by head name
+//! (`valence`, `arousal` `[B, L, 1]`, `expr` `[B, L, 8]`, `au` `[B, L, 12]`). The heads other
+//! than the MLP read frames one by one (`[B * L, d]`); their BatchNorm statistics in training
+//! come from the real frames only (`valid`).
+//!
+//! What it does not: apply softmax, or sigmoid to AU logits (the loss and the predictor do; an
+//! ANFL's outputs are already probabilities, which [`Heads::au_probabilities`] says).
 
+use super::anfl::{Anfl, AnflConfig};
+use super::config::{AuHead, Config, ExprHead, HeadTask, VaHead};
 use super::kernels::dropout::dropout;
-use super::layers::torch_linear;
+use super::layers::{torch_linear, uniform, BatchNorm1d};
+use std::collections::BTreeMap;
 use tch::nn;
 use tch::Tensor;
 
-/// Widths of the two hidden layers, fixed by the reference.
+pub use super::config::HeadKinds;
+
+/// Widths of the two hidden layers of the MLP head, fixed by the reference.
 pub const HEAD_HIDDEN: [i64; 2] = [512, 256];
 
-/// One task head.
+/// Width of the hidden layer of the AU-to-expression attention (MTL-ABAW4).
+pub const ATTENTION_DIM: i64 = 64;
+
+/// The reference's MLP head of one task.
 #[derive(Debug)]
-pub struct Head {
+pub struct MlpHead {
     l0: nn::Linear,
     l3: nn::Linear,
     l6: nn::Linear,
     dropout: f64,
 }
 
-impl Head {
+impl MlpHead {
     /// Creates `p / "net" / {0,3,6}` for input width `d_in` and output width `d_out`.
     pub fn new(p: nn::Path, d_in: i64, d_out: i64, dropout: f64) -> Self {
         let net = &p / "net";
         let [h1, h2] = HEAD_HIDDEN;
-        Head {
+        MlpHead {
             l0: torch_linear(&net / 0, d_in, h1),
             l3: torch_linear(&net / 3, h1, h2),
             l6: torch_linear(&net / 6, h2, d_out),
@@ -41,5 +64,166 @@ impl Head {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let h = dropout(&x.apply(&self.l0).relu(), self.dropout, train);
         dropout(&h.apply(&self.l3).relu(), self.dropout, train).apply(&self.l6)
+    }
+}
+
+/// `nn.Linear(d_in, d_out)` as MTL-ABAW4's `Dense` initialises it: weight normal with std
+/// sqrt(1 / d_out), bias as PyTorch does.
+fn dense_linear(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
+    let mut l = torch_linear(p, d_in, d_out);
+    tch::no_grad(|| {
+        let _ = l.ws.normal_(0.0, (1.0 / d_out as f64).sqrt());
+    });
+    l
+}
+
+/// MTL-ABAW4's additive attention `attention.{W_q,W_k,w_v}` (no biases).
+#[derive(Debug)]
+struct AdditiveAttention {
+    w_q: Tensor,
+    w_k: Tensor,
+    w_v: Tensor,
+}
+
+impl AdditiveAttention {
+    fn new(p: nn::Path, query: i64, key: i64, hidden: i64) -> Self {
+        let init = |fan_in: i64| uniform(1.0 / (fan_in as f64).sqrt());
+        AdditiveAttention {
+            w_q: (&p / "W_q").var("weight", &[hidden, query], init(query)),
+            w_k: (&p / "W_k").var("weight", &[hidden, key], init(key)),
+            w_v: (&p / "w_v").var("weight", &[1, hidden], init(hidden)),
+        }
+    }
+
+    /// `softmax_j(w_v tanh(W_q q + W_k v_j)) * v_j` for queries `q [N, query]` and values
+    /// `v [N, K]`, each value its own one-dimensional key.
+    fn forward(&self, q: &Tensor, v: &Tensor) -> Tensor {
+        let q = q.matmul(&self.w_q.tr()).unsqueeze(1); // [N, 1, h]
+        let k = v.unsqueeze(-1).matmul(&self.w_k.tr()); // [N, K, h]
+        let scores = (q + k).tanh().matmul(&self.w_v.tr()).squeeze_dim(-1); // [N, K]
+        scores.softmax(-1, scores.kind()) * v
+    }
+}
+
+/// Every head of a model (see the module documentation).
+#[derive(Debug)]
+pub struct Heads {
+    mlp: BTreeMap<HeadTask, MlpHead>,
+    va: Option<(nn::Linear, BatchNorm1d)>,
+    ex: Option<nn::Linear>,
+    attention: Option<AdditiveAttention>,
+    au: Option<Anfl>,
+}
+
+impl Heads {
+    /// Creates the heads of `cfg.tasks` under `root` for features of width `d`.
+    pub fn new(root: &nn::Path, cfg: &Config, d: i64) -> Self {
+        let kinds = cfg.heads;
+        let uses_mlp = |t: HeadTask| match t {
+            HeadTask::Valence | HeadTask::Arousal => kinds.va == VaHead::Mlp,
+            HeadTask::Expr => kinds.expr == ExprHead::Mlp,
+            HeadTask::Au => kinds.au == AuHead::Mlp,
+        };
+        let has = |t: HeadTask| cfg.tasks.contains(&t);
+        let mlp = cfg
+            .tasks
+            .iter()
+            .filter(|&&t| uses_mlp(t))
+            .map(|&t| {
+                (
+                    t,
+                    MlpHead::new(root / t.name(), d, t.out_dim(), cfg.dropout),
+                )
+            })
+            .collect();
+        let va = (kinds.va == VaHead::TanhBn && has(HeadTask::Valence)).then(|| {
+            (
+                dense_linear(root / "va" / "fc", d, 2),
+                BatchNorm1d::new(root / "va" / "bn", 2),
+            )
+        });
+        let ex = (kinds.expr != ExprHead::Mlp && has(HeadTask::Expr))
+            .then(|| dense_linear(root / "ex" / "fc", d, shared::N_EXPR as i64));
+        let attention = (kinds.expr == ExprHead::AuAttention && has(HeadTask::Expr)).then(|| {
+            AdditiveAttention::new(root / "attention", shared::N_AU as i64, 1, ATTENTION_DIM)
+        });
+        let au = (kinds.au == AuHead::Anfl && has(HeadTask::Au)).then(|| {
+            Anfl::new(
+                root / "au",
+                AnflConfig {
+                    channels: d,
+                    nodes: shared::N_AU as i64,
+                    neighbors: cfg.anfl_neighbors,
+                    dropout: cfg.anfl_dropout,
+                },
+            )
+        });
+        Heads {
+            mlp,
+            va,
+            ex,
+            attention,
+            au,
+        }
+    }
+
+    /// True when the `au` output holds probabilities (ANFL) rather than logits.
+    pub fn au_probabilities(&self) -> bool {
+        self.au.is_some()
+    }
+
+    /// The raw outputs by head name from per-task features `[B, L, d]`; `valid [B, L]` (true =
+    /// a real frame) chooses the frames of the BatchNorm statistics in training.
+    pub fn forward_t(
+        &self,
+        feats: &BTreeMap<HeadTask, Tensor>,
+        valid: Option<&Tensor>,
+        train: bool,
+    ) -> BTreeMap<String, Tensor> {
+        let mut out: BTreeMap<String, Tensor> = self
+            .mlp
+            .iter()
+            .map(|(t, head)| (t.name().to_string(), head.forward_t(&feats[t], train)))
+            .collect();
+        // The other heads read frames one by one: [B, L, d] -> [B * L, d] and back.
+        let frames = |t: HeadTask| {
+            let f = &feats[&t];
+            let (b, l) = (f.size()[0], f.size()[1]);
+            (f.reshape([b * l, -1]), b, l)
+        };
+        let rows = valid.map(|v| v.reshape([-1]));
+        let rows = rows.as_ref();
+        let mut au_probs = None;
+        if let Some(anfl) = &self.au {
+            let (x, b, l) = frames(HeadTask::Au);
+            let p = anfl.forward_t(&x, rows, train);
+            out.insert("au".into(), p.view([b, l, -1]));
+            au_probs = Some(p);
+        }
+        if let Some((fc, bn)) = &self.va {
+            let (x, b, l) = frames(HeadTask::Valence);
+            let va = bn
+                .forward_t(&x.apply(fc), rows, train)
+                .tanh()
+                .view([b, l, 2]);
+            out.insert("valence".into(), va.narrow(-1, 0, 1));
+            out.insert("arousal".into(), va.narrow(-1, 1, 1));
+        }
+        if let Some(fc) = &self.ex {
+            let (x, b, l) = frames(HeadTask::Expr);
+            let mut logits = x.apply(fc);
+            if let Some(attention) = &self.attention {
+                let au = au_probs
+                    .as_ref()
+                    .map(|p| p.shallow_clone())
+                    .unwrap_or_else(|| {
+                        let (x, _, _) = frames(HeadTask::Au);
+                        out["au"].reshape([x.size()[0], -1]).sigmoid()
+                    });
+                logits = attention.forward(&au, &logits);
+            }
+            out.insert("expr".into(), logits.view([b, l, -1]));
+        }
+        out
     }
 }

@@ -37,6 +37,7 @@
 //! checks each digest, writes them as a safetensors state dict and loads it with
 //! [`checkpoint::load_strict`].
 
+pub mod anfl;
 pub mod checkpoint;
 pub mod config;
 pub mod encoder;
@@ -64,6 +65,8 @@ pub struct Outputs {
     pub by_task: BTreeMap<String, Tensor>,
     /// The recurrent weight gradients the GRU training path left for [`Outputs::backward`].
     pub deferred: gru::DeferredGrads,
+    /// True when `au` holds probabilities (the ANFL head) rather than logits.
+    pub au_probabilities: bool,
 }
 
 impl Outputs {
@@ -87,7 +90,7 @@ pub struct TemporalMtl {
     cfg: Config,
     encoder: encoder::Encoder,
     tops: topology::Tops,
-    heads: BTreeMap<HeadTask, heads::Head>,
+    heads: heads::Heads,
 }
 
 impl TemporalMtl {
@@ -102,18 +105,13 @@ impl TemporalMtl {
     /// Builds the model after checking `cfg` ([`Config::validate`]).
     pub fn try_new(p: &nn::Path, cfg: &Config) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let d = cfg.encoder_dim();
-        let head_root = p / "heads";
-        let heads = cfg
-            .tasks
-            .iter()
-            .map(|&t| {
-                (
-                    t,
-                    heads::Head::new(&head_root / t.name(), d, t.out_dim(), cfg.dropout),
-                )
-            })
-            .collect();
+        // Heads live under `heads.` after an encoder, at the root without one (AMTL's layout).
+        let head_root = if cfg.arch == Arch::None {
+            p.clone()
+        } else {
+            p / "heads"
+        };
+        let heads = heads::Heads::new(&head_root, cfg, cfg.encoder_dim());
         Ok(TemporalMtl {
             cfg: cfg.clone(),
             encoder: encoder::Encoder::new(p, cfg),
@@ -184,15 +182,24 @@ impl TemporalMtl {
             train,
             &mut deferred,
         );
-        let by_task = self
-            .heads
-            .iter()
-            .map(|(t, head)| {
-                let f = dropout::dropout(&feats[t], self.cfg.dropout, train);
-                (t.name().to_string(), head.forward_t(&f, train))
-            })
-            .collect();
-        (Outputs { by_task, deferred }, new_states)
+        // The reference drops out the encoder output before the heads; there is none to drop
+        // without an encoder.
+        let feats = if self.cfg.arch == Arch::None {
+            feats
+        } else {
+            feats
+                .into_iter()
+                .map(|(t, f)| (t, dropout::dropout(&f, self.cfg.dropout, train)))
+                .collect()
+        };
+        let valid = pad.map(|p| p.to_kind(tch::Kind::Bool).logical_not());
+        let by_task = self.heads.forward_t(&feats, valid.as_ref(), train);
+        let outputs = Outputs {
+            by_task,
+            deferred,
+            au_probabilities: self.heads.au_probabilities(),
+        };
+        (outputs, new_states)
     }
 }
 

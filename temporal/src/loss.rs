@@ -13,7 +13,8 @@
 //!   at 1e-8, averaged over the AUs (`au_weights`: `auto` is `w_i = 12 (1/r_i) / sum_j (1/r_j)`
 //!   from the training AU occurrence rates r, [`wal_weights_auto`]). Heads that output AU
 //!   probabilities (ANFL) are scored on them directly (BCE without the sigmoid); logits go
-//!   through a sigmoid for WAL. A frame's AU label is valid only when none of its 12 values is -1.
+//!   through a sigmoid for WAL. `bce+circle` adds the multi-label circle loss of LRP-ARL-FF to
+//!   the BCE ([`circle_loss`]). A frame's AU label is valid only when none of its 12 values is -1.
 //!
 //! The total is `sum(task_weight * task_loss)`. An invalid label (valence/arousal -5, expression
 //! -1, any AU -1, or a padded frame) contributes neither loss nor gradient, whatever the values at
@@ -69,6 +70,9 @@ pub enum AuLoss {
     Bce,
     /// ME-GraphAU's weighted asymmetric loss, with `au_weights`.
     Wal,
+    /// Binary cross-entropy plus the multi-label circle loss ([`circle_loss`], LRP-ARL-FF).
+    #[serde(rename = "bce+circle")]
+    BceCircle,
 }
 
 /// Class weights or AU positive weights: none, `auto` from training label counts, or explicit.
@@ -400,6 +404,23 @@ fn va_loss(pred: &Tensor, y: &Tensor, m: &Tensor, kind: VaLoss) -> Tensor {
 fn au_loss(out: &Tensor, target: &Tensor, probabilities: bool, cfg: &LossConfig) -> Tensor {
     let kind = out.kind();
     match cfg.au_loss {
+        AuLoss::BceCircle => {
+            let bce = au_loss(
+                out,
+                target,
+                probabilities,
+                &LossConfig {
+                    au_loss: AuLoss::Bce,
+                    ..cfg.clone()
+                },
+            );
+            let logits = if probabilities {
+                out.clamp(1e-7, 1.0 - 1e-7).logit(None)
+            } else {
+                out.shallow_clone()
+            };
+            bce + circle_loss(&logits, target)
+        }
         AuLoss::Bce => {
             let pw = weight_tensor("au_pos_weight", &cfg.au_pos_weight, N_AU, out);
             if probabilities {
@@ -433,6 +454,19 @@ fn au_loss(out: &Tensor, target: &Tensor, probabilities: bool, cfg: &LossConfig)
             l.mean_dim(-1, false, kind).neg()
         }
     }
+}
+
+/// The multi-label circle loss of every frame (LRP-ARL-FF, no scale or margin) on logits
+/// `s [..., n]` with 0/1 labels: `log(1 + sum_{y=0} e^{s_i}) + log(1 + sum_{y=1} e^{-s_j})`,
+/// each term a log-sum-exp over the selected values and 0 (an empty set gives 0).
+pub fn circle_loss(s: &Tensor, y: &Tensor) -> Tensor {
+    let zero = s.zeros_like().narrow(-1, 0, 1);
+    let positive = y.gt(0.5);
+    let term = |values: &Tensor, keep: &Tensor| {
+        let selected = values.masked_fill(&keep.logical_not(), f64::NEG_INFINITY);
+        Tensor::cat(&[&zero, &selected], -1).logsumexp([-1i64].as_slice(), false)
+    };
+    term(s, &positive.logical_not()) + term(&s.neg(), &positive)
 }
 
 /// The masked multi-task loss (see the module documentation): returns the weighted total, to

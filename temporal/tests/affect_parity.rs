@@ -381,3 +381,72 @@ fn ccc_va_loss_and_class_balanced_cross_entropy_equal_the_references() {
         fx.loss("balanced_ce_weighted_mean"),
     );
 }
+
+#[test]
+fn the_circle_loss_and_bce_plus_circle_equal_the_lrp_arl_ff_references() {
+    let fx = Fixture::load("losses");
+    let s = fx.get("circle.logits");
+    let y = fx.get("circle.y");
+    let per_frame = temporal::loss::circle_loss(s, y);
+    close(
+        "circle loss",
+        per_frame.mean(Kind::Double).double_value(&[]),
+        fx.loss("circle"),
+    );
+    let n = s.size()[0];
+    let out = outputs(vec![("au", s.shallow_clone())], false);
+    let cfg = LossConfig {
+        au_loss: AuLoss::BceCircle,
+        ..LossConfig::default()
+    };
+    let valid = Tensor::ones([1, n], (Kind::Bool, Device::Cpu));
+    let (_, parts) = mtl_loss(&out, &labels(n, None, None, Some(y)), &valid, &cfg);
+    close("BCE + circle", parts["au"], fx.loss("bce_plus_circle"));
+}
+
+/// The LRP-ARL-FF model of a fixture, its weights loaded strictly.
+fn check_lrp_arl_ff(case: &str) {
+    use temporal::model::lrp_arl_ff::{Fusion, LrpArlFf, LrpArlFfConfig};
+    let fx = Fixture::load(case);
+    let a = &fx.doc["args"];
+    let int = |k: &str| a[k].as_i64().unwrap_or_else(|| panic!("{case}: args.{k}"));
+    let fusion = match a["fusion"].as_str().unwrap() {
+        "fixed" => Fusion::Fixed(a["fusion_weight"].as_f64().unwrap()),
+        _ => Fusion::Attention {
+            heads: int("heads"),
+            ff_dim: int("ff_dim"),
+            layers: int("layers"),
+            dropout: a["dropout"].as_f64().unwrap(),
+        },
+    };
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model = LrpArlFf::new(
+        &vs.root(),
+        LrpArlFfConfig {
+            channels: int("in_channels"),
+            num_lanets: int("num_lanets"),
+            reduction: int("reduction"),
+            neighbors: int("neighbor_num"),
+            fusion,
+        },
+    );
+    assert_eq!(
+        checkpoint::named_shapes(&vs),
+        fx.names_and_shapes(),
+        "{case}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    checkpoint::load_strict(&mut vs, &fx.state_dict_file(dir.path())).expect("strict load");
+    let logits = tch::no_grad(|| model.forward_t(fx.get("x"), None, false));
+    assert_close(&format!("{case}: logits"), &logits, fx.get("out.logits"));
+}
+
+#[test]
+fn lrp_arl_ff_with_a_fixed_fusion_weight_equals_the_reference() {
+    check_lrp_arl_ff("lrp_arl_ff_fixed");
+}
+
+#[test]
+fn lrp_arl_ff_with_attention_fusion_equals_the_reference() {
+    check_lrp_arl_ff("lrp_arl_ff_attention");
+}

@@ -56,13 +56,13 @@ struct Gnn {
     neighbors: i64,
 }
 
-/// The ANFL head (see the module documentation).
+/// The AU nodes and the graph layer: `class_linears.*` and `gnn.*` under its path, shared by the
+/// ANFL head and the LRP-ARL-FF model's relation learning ([`super::lrp_arl_ff`]).
 #[derive(Debug)]
-pub struct Anfl {
-    cfg: AnflConfig,
+pub struct AuGraph {
     class_linears: Vec<AuBlock>,
     gnn: Gnn,
-    sc: Tensor,
+    dropout: f64,
 }
 
 /// `nn.Linear(c, c)` with ME-GraphAU's weight initialisation, normal with std sqrt(2 / c)
@@ -75,33 +75,72 @@ fn graph_linear(p: nn::Path, c: i64) -> nn::Linear {
     l
 }
 
-impl Anfl {
-    /// Creates the head under `p` with ME-GraphAU's names and initialisation.
-    pub fn new(p: nn::Path, cfg: AnflConfig) -> Self {
+impl AuGraph {
+    /// Creates `class_linears.{i}.{fc,bn}` and `gnn.{U,V,bnv}` under `p`.
+    pub fn new(p: &nn::Path, cfg: AnflConfig) -> Self {
         let c = cfg.channels;
-        let blocks = &p / "class_linears";
+        let blocks = p / "class_linears";
         let class_linears = (0..cfg.nodes)
             .map(|i| AuBlock {
                 fc: graph_linear(&blocks / i / "fc", c),
                 bn: BatchNorm1d::new(&blocks / i / "bn", c),
             })
             .collect();
-        let g = &p / "gnn";
+        let g = p / "gnn";
         let gnn = Gnn {
             u: graph_linear(&g / "U", c),
             v: graph_linear(&g / "V", c),
             bnv: BatchNorm1d::new(&g / "bnv", cfg.nodes),
             neighbors: cfg.neighbors,
         };
-        // Xavier uniform, as `nn.init.xavier_uniform_(self.sc)`.
-        let bound = (6.0 / (cfg.nodes + c) as f64).sqrt();
-        let sc = p.var("sc", &[cfg.nodes, c], uniform(bound));
-        Anfl {
-            cfg,
+        AuGraph {
             class_linears,
             gnn,
-            sc,
+            dropout: cfg.dropout,
         }
+    }
+
+    /// The node features after the graph layer `[N, nodes, C]` from frame features `x [N, C]`
+    /// or tokens `x [N, T, C]` (each AU block runs on every token, BatchNorm statistics over
+    /// rows and tokens, then the mean over the tokens, as ME-GraphAU's `Head`). In training,
+    /// dropout is applied and the batch statistics come from the `valid` rows (`[N]` bool;
+    /// `None` = every row).
+    pub fn forward_t(&self, x: &Tensor, valid: Option<&Tensor>, train: bool) -> Tensor {
+        let tokens = x.dim() == 3;
+        let nodes: Vec<Tensor> = self
+            .class_linears
+            .iter()
+            .map(|b| {
+                let h = dropout(x, self.dropout, train).apply(&b.fc);
+                if tokens {
+                    // BatchNorm over channels: [N, T, C] -> [N, C, T] and back.
+                    let h = b.bn.forward_t(&h.transpose(1, 2), valid, train).relu();
+                    h.mean_dim(-1, false, h.kind())
+                } else {
+                    b.bn.forward_t(&h, valid, train).relu()
+                }
+            })
+            .collect();
+        self.gnn.forward_t(&Tensor::stack(&nodes, 1), valid, train)
+    }
+}
+
+/// The ANFL head (see the module documentation).
+#[derive(Debug)]
+pub struct Anfl {
+    cfg: AnflConfig,
+    graph: AuGraph,
+    sc: Tensor,
+}
+
+impl Anfl {
+    /// Creates the head under `p` with ME-GraphAU's names and initialisation.
+    pub fn new(p: nn::Path, cfg: AnflConfig) -> Self {
+        let graph = AuGraph::new(&p, cfg);
+        // Xavier uniform, as `nn.init.xavier_uniform_(self.sc)`.
+        let bound = (6.0 / (cfg.nodes + cfg.channels) as f64).sqrt();
+        let sc = p.var("sc", &[cfg.nodes, cfg.channels], uniform(bound));
+        Anfl { cfg, graph, sc }
     }
 
     /// The configuration the head was built with.
@@ -109,32 +148,13 @@ impl Anfl {
         self.cfg
     }
 
-    /// AU probabilities `[N, nodes]` and the node features after the graph layer
-    /// `[N, nodes, C]`, from frame features `x [N, C]`. In training, dropout is applied and the
-    /// batch statistics come from the `valid` rows (`[N]` bool; `None` = every row).
-    pub fn forward_nodes(
-        &self,
-        x: &Tensor,
-        valid: Option<&Tensor>,
-        train: bool,
-    ) -> (Tensor, Tensor) {
-        let nodes: Vec<Tensor> = self
-            .class_linears
-            .iter()
-            .map(|b| {
-                let h = dropout(x, self.cfg.dropout, train).apply(&b.fc);
-                b.bn.forward_t(&h, valid, train).relu()
-            })
-            .collect();
-        let v = self.gnn.forward_t(&Tensor::stack(&nodes, 1), valid, train);
-        let sc = l2_normalize(&self.sc.relu());
-        let p = (l2_normalize(&v) * sc.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
-        (p, v)
-    }
-
-    /// AU probabilities `[N, nodes]` (see [`Anfl::forward_nodes`]).
+    /// AU probabilities `[N, nodes]` from frame features `x [N, C]` (or tokens `[N, T, C]`):
+    /// the similarity of each node after the graph layer ([`AuGraph::forward_t`]) with its
+    /// class centre `sc`.
     pub fn forward_t(&self, x: &Tensor, valid: Option<&Tensor>, train: bool) -> Tensor {
-        self.forward_nodes(x, valid, train).0
+        let v = self.graph.forward_t(x, valid, train);
+        let sc = l2_normalize(&self.sc.relu());
+        (l2_normalize(&v) * sc.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float)
     }
 }
 

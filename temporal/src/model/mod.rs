@@ -44,6 +44,7 @@ pub mod encoder;
 pub mod heads;
 pub mod kernels;
 pub mod layers;
+pub mod lrp_arl_ff;
 pub mod state;
 pub mod topology;
 pub mod transformer;

@@ -22,7 +22,7 @@ use crate::data::streams::StreamPlan;
 use crate::data::{SplitData, VideoSpan};
 use crate::loss::LossConfig;
 use crate::model::{Arch, Config, HeadTask, States, TemporalMtl, Topology};
-use crate::optim::Adam;
+use crate::optim::Optimizer;
 use crate::step::{infer_step, train_step};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -242,36 +242,37 @@ pub fn bench(args: &BenchArgs, model_cfg: &Config) -> Result<BenchReport> {
         .iter()
         .map(Tensor::numel)
         .sum::<usize>() as i64;
-    let mut opt = Adam::new(&vs, args.lr);
+    let mut opt = Optimizer::adam(&vs, args.lr);
     let loss_cfg = LossConfig::default();
     let spans: Vec<(usize, usize)> = data.videos.iter().map(|v| (v.start, v.len())).collect();
 
-    let train_pass = |opt: &mut Adam, plan: &StreamPlan, max: usize| -> Result<(usize, usize)> {
-        let mut states: Option<States> = None;
-        let mut frames = 0;
-        let steps = plan.n_steps().min(max);
-        for t in 0..steps {
-            let t0 = Instant::now();
-            let s = train_step(
-                &model,
-                opt,
-                &data,
-                &plan.step(t, device),
-                states.as_ref(),
-                &loss_cfg,
-                args.clip,
-            )
-            .with_context(|| format!("training step {} of the benchmark", t + 1))?;
-            frames += s.frames;
-            states = Some(s.states);
-            tracing::debug!(
-                "training step {}: {:.3} s",
-                t + 1,
-                t0.elapsed().as_secs_f64()
-            );
-        }
-        Ok((frames, steps))
-    };
+    let train_pass =
+        |opt: &mut Optimizer, plan: &StreamPlan, max: usize| -> Result<(usize, usize)> {
+            let mut states: Option<States> = None;
+            let mut frames = 0;
+            let steps = plan.n_steps().min(max);
+            for t in 0..steps {
+                let t0 = Instant::now();
+                let s = train_step(
+                    &model,
+                    opt,
+                    &data,
+                    &plan.step(t, device),
+                    states.as_ref(),
+                    &loss_cfg,
+                    args.clip,
+                )
+                .with_context(|| format!("training step {} of the benchmark", t + 1))?;
+                frames += s.frames;
+                states = Some(s.states);
+                tracing::debug!(
+                    "training step {}: {:.3} s",
+                    t + 1,
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            Ok((frames, steps))
+        };
     let infer_pass = |plan: &StreamPlan, max: usize| -> (usize, usize) {
         // As `infer_rows`: every row of the split gets its outputs.
         let mut rows = Tensor::zeros(

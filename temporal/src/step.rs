@@ -1,5 +1,6 @@
 //! One step of a pass over a split: the training step (gather, carry the state, forward, masked
-//! multi-task loss, backward, gradient clipping, Adam) and the inference step (gather, carry,
+//! multi-task loss, backward, gradient clipping, the optimizer's update, twice forward and
+//! backward with sharpness-aware minimisation) and the inference step (gather, carry,
 //! forward without gradients, probabilities written to their rows).
 //!
 //! What it does: the per-step work shared by `temporal train` (each training step), validation
@@ -15,7 +16,7 @@ use crate::data::SplitData;
 use crate::infer::{gather, to_probabilities, PRED_COLS};
 use crate::loss::{mtl_loss, LossConfig};
 use crate::model::{States, TemporalMtl};
-use crate::optim::Adam;
+use crate::optim::{Optimizer, Pass};
 use std::collections::BTreeMap;
 use tch::Tensor;
 
@@ -47,11 +48,15 @@ pub fn step_frames(step: &Step) -> usize {
 
 /// One training step on `step` of a plan over `data`: the state of the previous step `prev`
 /// (as returned by the previous call, `None` at the start of a pass) is zeroed where a stream
-/// starts a new video and detached; forward with dropout; [`mtl_loss`]; then, if the loss is
-/// finite, `zero_grad`, backward ([`crate::model::Outputs::backward`]), [`Adam::clip_grad_norm`] with `clip` and [`Adam::step`].
+/// starts a new video and detached; then [`Optimizer::update`] with this closure: forward with
+/// dropout, [`mtl_loss`], and, if the loss is finite, backward
+/// ([`crate::model::Outputs::backward`]); the optimizer clips the gradient to `clip` and steps.
+/// With SAM the closure runs a second time on the same batch and carried state at the perturbed
+/// weights (new dropout masks); the step's loss, task losses and final states are those of the
+/// first pass, at the weights themselves.
 pub fn train_step(
     model: &TemporalMtl,
-    opt: &mut Adam,
+    opt: &mut Optimizer,
     data: &SplitData,
     step: &Step,
     prev: Option<&States>,
@@ -61,18 +66,23 @@ pub fn train_step(
     let (x, labels) = gather(data, step);
     let carried = prev.map(|s| s.carry(&step.reset.logical_not()));
     let pad = step.valid.logical_not();
-    let (mut out, states) = model.forward_t(&x, Some(&pad), carried.as_ref(), true);
-    let (loss, parts) = mtl_loss(&out, &labels, &step.valid, loss_cfg);
-    let value = loss.double_value(&[]);
-    if !value.is_finite() {
-        return Err(NonFiniteLoss { value });
-    }
-    opt.zero_grad();
-    out.backward(&loss);
-    opt.clip_grad_norm(clip);
-    opt.step();
+    let mut first: Option<(BTreeMap<String, f64>, States)> = None;
+    let loss = opt.update(clip, |pass| {
+        let (mut out, states) = model.forward_t(&x, Some(&pad), carried.as_ref(), true);
+        let (loss, parts) = mtl_loss(&out, &labels, &step.valid, loss_cfg);
+        let value = loss.double_value(&[]);
+        if !value.is_finite() {
+            return Err(NonFiniteLoss { value });
+        }
+        out.backward(&loss);
+        if pass == Pass::Weights {
+            first = Some((parts, states));
+        }
+        Ok(value)
+    })?;
+    let (parts, states) = first.expect("the first pass ran");
     Ok(TrainStep {
-        loss: value,
+        loss,
         parts,
         frames: step_frames(step),
         states,
@@ -181,7 +191,7 @@ mod tests {
         let data = split(&[5, 3], 4);
         let vs = VarStore::new(Device::Cpu);
         let model = TemporalMtl::new(&vs.root(), &small(Arch::Gru));
-        let mut opt = Adam::new(&vs, 1e-2);
+        let mut opt = Optimizer::adam(&vs, 1e-2);
         let plan = StreamPlan::new(&spans(&data), 2, 4, None);
         assert_eq!(step_frames(&plan.step(0, Device::Cpu)), 7);
         assert_eq!(step_frames(&plan.step(1, Device::Cpu)), 1);
@@ -225,7 +235,7 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let model = TemporalMtl::new(&vs.root(), &small(Arch::Lstm));
         let before: Vec<Tensor> = vs.trainable_variables().iter().map(|t| t.copy()).collect();
-        let mut opt = Adam::new(&vs, 1e-2);
+        let mut opt = Optimizer::adam(&vs, 1e-2);
         let plan = StreamPlan::new(&spans(&data), 1, 4, None);
         let err = train_step(
             &model,

@@ -17,7 +17,7 @@ use crate::data::{FrameMode, Split, SplitData, SplitLabels};
 use crate::infer::{infer_rows, scored_predictions};
 use crate::loss::LossConfig;
 use crate::model::{Arch, HeadTask, States, TemporalMtl, Topology};
-use crate::optim::Adam;
+use crate::optim::Optimizer;
 use crate::run_dir::{load_weights, save_weights, Checkpoint, EpochMetrics, Progress, RunDir};
 use crate::step::{train_step, NonFiniteLoss};
 use crate::sweep::{self, MemberStatus};
@@ -257,7 +257,7 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
     tch::manual_seed(cfg.seed as i64);
     let vs = VarStore::new(device);
     let model = TemporalMtl::new(&vs.root(), &model_cfg);
-    let opt = Adam::new(&vs, cfg.lr);
+    let opt = Optimizer::adam(&vs, cfg.lr);
     let mut trainer = Trainer {
         cfg,
         dir: &dir,
@@ -335,7 +335,7 @@ struct Trainer<'a> {
     device: Device,
     vs: VarStore,
     model: TemporalMtl,
-    opt: Adam,
+    opt: Optimizer,
     loss_cfg: LossConfig,
     train_data: SplitData,
     val_data: SplitData,

@@ -34,6 +34,7 @@ pub mod plots;
 pub mod post;
 pub mod predict;
 pub mod run_dir;
+pub mod schedule;
 pub mod step;
 pub mod sweep;
 pub mod train;

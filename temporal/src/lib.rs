@@ -9,10 +9,11 @@
 //! - [`data`]: cache + labels -> one tensor per split, segments over streams, k-fold splits;
 //! - [`model`]: the architecture ([`model::encoder`], [`model::topology`], [`model::heads`]) and,
 //!   apart, its hand-written CPU kernels ([`model::kernels`]);
-//! - training: [`config`] (the run's TOML), [`loss`], [`optim`], [`step`] (one training or
-//!   inference step), [`train`] (`temporal train`: epochs and checkpoint keeping), [`run_dir`]
-//!   (the run folder's files), [`plots`] (training curves), [`sweep`] (many runs, one per Slurm
-//!   array task);
+//! - training: [`config`] (the run's TOML), [`loss`], [`optim`] (optimizers, SAM, frozen parts),
+//!   [`schedule`] (learning rate per step), [`staged`] (starting from another run's weights),
+//!   [`step`] (one training or inference step), [`train`] (`temporal train`: epochs and
+//!   checkpoint keeping), [`run_dir`] (the run folder's files), [`plots`] (training curves),
+//!   [`sweep`] (many runs, one per Slurm array task);
 //! - scoring: [`infer`] (streaming a split through a model) and [`predict`] (`temporal predict`);
 //! - [`post`]: everything after the model (smooth, ensemble, submit, evaluate, baseline);
 //! - [`cli`] and [`bench`]: the command line and `temporal bench`.
@@ -35,6 +36,7 @@ pub mod post;
 pub mod predict;
 pub mod run_dir;
 pub mod schedule;
+pub mod staged;
 pub mod step;
 pub mod sweep;
 pub mod train;

@@ -5,7 +5,10 @@
 use crate::data::FrameMode;
 use crate::loss::LossConfig;
 use crate::model::Config as ModelConfig;
-use anyhow::{Context, Result};
+use crate::optim::{OptimConfig, OptimizerKind};
+use crate::run_dir::Checkpoint;
+use crate::schedule::{Schedule, ScheduleKind};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use shared::tasks::Task;
 use std::path::{Path, PathBuf};
@@ -40,10 +43,40 @@ pub struct TrainConfig {
     pub streams: usize,
     /// Frames per training step of a frame-level model (`arch = "none"`), drawn shuffled.
     pub batch_size: usize,
-    /// Adam learning rate.
+    /// Base optimizer: `adam` (the reference's), `adamw` or `sgd`.
+    pub optimizer: OptimizerKind,
+    /// Learning rate (the schedule's peak).
     pub lr: f64,
-    /// Gradient-norm clipping.
+    /// Weight decay: L2 added to the gradient (`adam`, `sgd`, as PyTorch's) or decoupled
+    /// (`adamw`).
+    pub weight_decay: f64,
+    /// SGD momentum (no dampening).
+    pub momentum: f64,
+    /// SGD with Nesterov momentum.
+    pub nesterov: bool,
+    /// Sharpness-aware minimisation: the radius rho of the ascent step (0 = off; 0.05 in SAM's
+    /// and MTL-ABAW4's defaults). Each step then runs forward and backward twice.
+    pub sam_rho: f64,
+    /// Gradient-norm clipping (of SAM's second gradient when SAM is on).
     pub clip: f64,
+    /// Learning-rate schedule per step: `constant`, `cosine` (to 0 at the last epoch) or `step`.
+    pub schedule: ScheduleKind,
+    /// Epochs of linear warm-up from 0 to `lr` before the schedule.
+    pub warmup_epochs: usize,
+    /// `schedule = "step"`: the 1-based epochs at whose start the rate is multiplied by
+    /// `lr_gamma`.
+    pub lr_steps: Vec<usize>,
+    /// `schedule = "step"`: the factor.
+    pub lr_gamma: f64,
+    /// Staged training: start from the weights of this run folder (every tensor whose name and
+    /// shape match; see `crate::staged`).
+    pub init_from: Option<PathBuf>,
+    /// The checkpoint of `init_from` to start from.
+    #[serde(with = "checkpoint_name")]
+    pub init_checkpoint: Checkpoint,
+    /// Parts of the model left as they are (`au` freezes `au.*` and `heads.au.*`): no updates,
+    /// BatchNorm running statistics kept.
+    pub freeze: Vec<String>,
     /// The model.
     pub model: ModelConfig,
     /// The loss.
@@ -68,8 +101,20 @@ impl Default for TrainConfig {
             seg_len: 250,
             streams: 8,
             batch_size: 256,
+            optimizer: OptimizerKind::Adam,
             lr: 5e-5,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            nesterov: false,
+            sam_rho: 0.0,
             clip: 5.0,
+            schedule: ScheduleKind::Constant,
+            warmup_epochs: 0,
+            lr_steps: Vec::new(),
+            lr_gamma: 0.1,
+            init_from: None,
+            init_checkpoint: Checkpoint::Best,
+            freeze: Vec::new(),
             model: ModelConfig::default(),
             loss: LossConfig::default(),
             fold: None,
@@ -103,6 +148,69 @@ impl TrainConfig {
     /// The configuration as TOML text.
     pub fn to_toml(&self) -> Result<String> {
         Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// The optimizer settings.
+    pub fn optim_config(&self) -> OptimConfig {
+        OptimConfig {
+            kind: self.optimizer,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            sam_rho: self.sam_rho,
+            freeze: self.freeze.clone(),
+        }
+    }
+
+    /// The learning-rate schedule over `epochs`.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            kind: self.schedule,
+            lr: self.lr,
+            epochs: self.epochs,
+            warmup_epochs: self.warmup_epochs,
+            lr_steps: self.lr_steps.clone(),
+            gamma: self.lr_gamma,
+        }
+    }
+
+    /// Check the training options (optimizer, schedule) that can be checked without a model.
+    pub fn validate(&self) -> Result<()> {
+        self.optim_config().validate()?;
+        if let Err(e) = self.schedule().validate() {
+            bail!("{e}");
+        }
+        Ok(())
+    }
+}
+
+/// A [`Checkpoint`] in TOML by its file stem (`best`, `best-va`, `best-expr`, `best-au`, `last`).
+mod checkpoint_name {
+    use crate::run_dir::Checkpoint;
+    use clap::ValueEnum;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(c: &Checkpoint, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Checkpoint, D::Error> {
+        let name = String::deserialize(d)?;
+        Checkpoint::value_variants()
+            .iter()
+            .find(|c| c.name() == name)
+            .copied()
+            .ok_or_else(|| {
+                let names: Vec<&str> = Checkpoint::value_variants()
+                    .iter()
+                    .map(|c| c.name())
+                    .collect();
+                serde::de::Error::custom(format!(
+                    "unknown checkpoint {name:?}; one of {}",
+                    names.join(", ")
+                ))
+            })
     }
 }
 

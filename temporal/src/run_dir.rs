@@ -53,6 +53,10 @@ impl Checkpoint {
 pub struct EpochMetrics {
     /// 1-based epoch.
     pub epoch: usize,
+    /// Learning rate of the epoch's first training step (the schedule's; 0 in records written
+    /// before the field existed).
+    #[serde(default)]
+    pub lr: f64,
     /// Mean training loss over the steps.
     pub loss: f64,
     /// Mean training loss per task head.

@@ -2,12 +2,19 @@
 //!
 //! Each epoch deals the (seeded, shuffled) training videos over B streams and steps through
 //! their segments with the hidden state carried per stream (zeroed at a new video), or, for a
-//! frame-level model (`--arch none`), steps through batches of shuffled frames; then streams
-//! the validation split the same way without shuffling, scores it with the challenge metrics,
-//! appends to `metrics.jsonl`, keeps the best checkpoints and draws the plots. Everything an
-//! epoch writes is atomic, and `--resume` restarts after the last completed epoch with the same
-//! weights, optimizer moments, data order and dropout stream, so it ends where an uninterrupted
-//! run would. A NaN or infinite loss stops the run naming the step; the last good checkpoint stays.
+//! frame-level model (`--arch none`), steps through batches of shuffled frames, each step with
+//! the optimizer of the configuration ([`crate::optim`]: adam, adamw or sgd, optionally with
+//! SAM) at the learning rate of the schedule ([`crate::schedule`]); then streams the validation
+//! split the same way without shuffling, scores it with the challenge metrics, appends to
+//! `metrics.jsonl` (with the epoch's first learning rate), keeps the best checkpoints and draws
+//! the plots. Everything an epoch writes is atomic, and `--resume` restarts after the last
+//! completed epoch with the same weights, optimizer state, data order and dropout stream (the
+//! schedule is a function of the epoch and step), so it ends where an uninterrupted run would.
+//! A NaN or infinite loss stops the run naming the step; the last good checkpoint stays.
+//!
+//! Staged training: `--init-from RUN` starts from another run's weights ([`crate::staged`],
+//! adopting its feature normalisation) and `--freeze PART` leaves parts of the model as they are
+//! ([`crate::optim::freeze`]).
 
 use crate::config::TrainConfig;
 use crate::data::folds::{apply_fold, Fold};
@@ -16,9 +23,12 @@ use crate::data::streams::StreamPlan;
 use crate::data::{FrameMode, Split, SplitData, SplitLabels};
 use crate::infer::{infer_rows, scored_predictions};
 use crate::loss::LossConfig;
+use crate::model::config::HeadKinds;
 use crate::model::{Arch, HeadTask, States, TemporalMtl, Topology};
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, OptimizerKind};
 use crate::run_dir::{load_weights, save_weights, Checkpoint, EpochMetrics, Progress, RunDir};
+use crate::schedule::{Schedule, ScheduleKind};
+use crate::staged;
 use crate::step::{train_step, NonFiniteLoss};
 use crate::sweep::{self, MemberStatus};
 use anyhow::{bail, Context, Result};
@@ -29,7 +39,7 @@ use shared::metrics::{score_predictions, MtlScore};
 use shared::tasks::{Task, DEFAULT_AU_THRESHOLDS};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::Device;
@@ -88,9 +98,10 @@ pub struct TrainArgs {
     /// Frames per step of a frame-level model (--arch none), drawn shuffled [default: 256].
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
-    /// Adam learning rate [default: 5e-5].
-    #[arg(long, value_name = "LR")]
-    pub lr: Option<f64>,
+    /// The optimizer, learning-rate schedule and staged-training options (boxed: they would
+    /// make every `temporal` command as large as this one).
+    #[command(flatten)]
+    pub options: Box<TrainingOptions>,
     /// Run folder [default: runs/<arch>-<topology>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -108,6 +119,62 @@ pub struct TrainArgs {
     /// rest of both official splits (see `temporal::data::folds` for the deterministic assignment).
     #[arg(long, value_name = "K/N")]
     pub fold: Option<Fold>,
+}
+
+/// The general training options of `temporal train` (optimizer, schedule, staged training).
+#[derive(Debug, Default, Args)]
+pub struct TrainingOptions {
+    /// Learning rate, the schedule's peak [default: 5e-5].
+    #[arg(long, value_name = "LR")]
+    pub lr: Option<f64>,
+    /// Optimizer: adam (torch.optim.Adam, weight decay as L2 on the gradient), adamw (decoupled
+    /// weight decay) or sgd (momentum, no dampening) [default: adam].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Weight decay: L2 added to the gradient for adam and sgd, decoupled for adamw [default: 0].
+    #[arg(long, value_name = "WD")]
+    pub weight_decay: Option<f64>,
+    /// SGD momentum [default: 0.9].
+    #[arg(long, value_name = "M")]
+    pub momentum: Option<f64>,
+    /// SGD with Nesterov momentum [default: off].
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Sharpness-aware minimisation around the base optimizer: the radius rho of the ascent step
+    /// (gradient at w, w + rho g/||g||, gradient there on the same batch with fresh dropout,
+    /// back to w, base step with that gradient); 0 = off, 0.05 in the MTCA paper [default: 0].
+    #[arg(long, value_name = "RHO")]
+    pub sam_rho: Option<f64>,
+    /// Gradient-norm clipping (SAM: of the second gradient) [default: 5].
+    #[arg(long, value_name = "NORM")]
+    pub clip: Option<f64>,
+    /// Learning-rate schedule, per step: constant, cosine (to 0 at the last epoch) or step
+    /// (times --lr-gamma at each of --lr-steps) [default: constant].
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// Epochs of linear warm-up from 0 to --lr before the schedule [default: 0].
+    #[arg(long, value_name = "N")]
+    pub warmup_epochs: Option<usize>,
+    /// Step schedule: 1-based epochs at whose start the rate is multiplied by --lr-gamma,
+    /// comma-separated (e.g. 4,6,8).
+    #[arg(long, value_delimiter = ',', value_name = "EPOCHS")]
+    pub lr_steps: Option<Vec<usize>>,
+    /// Step schedule: the factor [default: 0.1].
+    #[arg(long, value_name = "GAMMA")]
+    pub lr_gamma: Option<f64>,
+    /// Staged training: start from the weights of this run folder; every tensor whose name and
+    /// shape match is copied (other shapes under one name are an error), its feature
+    /// normalisation is used, and the optimizer starts afresh.
+    #[arg(long, value_name = "RUN")]
+    pub init_from: Option<PathBuf>,
+    /// The checkpoint of --init-from to start from [default: best].
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub init_checkpoint: Option<Checkpoint>,
+    /// Parts of the model not to train, repeatable or comma-separated: PART names the
+    /// parameters under `PART.` or `heads.PART.` (e.g. au), which get no updates and whose
+    /// BatchNorm running statistics are kept.
+    #[arg(long, value_delimiter = ',', value_name = "PART")]
+    pub freeze: Option<Vec<String>>,
 }
 
 impl TrainArgs {
@@ -140,7 +207,7 @@ impl TrainArgs {
         set!(seg_len => c.seg_len);
         set!(streams => c.streams);
         set!(batch_size => c.batch_size);
-        set!(lr => c.lr);
+        self.options.apply(&mut c);
         if self.cache.is_some() {
             c.cache = self.cache.clone();
         }
@@ -170,6 +237,9 @@ impl TrainArgs {
                 member.name
             );
         }
+        if self.tasks.is_some() {
+            drop_heads_of_untrained_tasks(&mut c);
+        }
         if c.batch_size == 0 {
             bail!("--batch-size 0: a frame-level step needs at least 1 frame (256 in the papers)");
         }
@@ -177,6 +247,66 @@ impl TrainArgs {
             bail!("--tasks is empty: choose from va, expr, au");
         }
         Ok(c)
+    }
+}
+
+impl TrainingOptions {
+    /// Set every option given on the command line.
+    fn apply(&self, c: &mut TrainConfig) {
+        macro_rules! set {
+            ($field:ident => $($target:tt)+) => {
+                if let Some(v) = &self.$field {
+                    $($target)+ = v.clone();
+                }
+            };
+        }
+        set!(lr => c.lr);
+        set!(optimizer => c.optimizer);
+        set!(weight_decay => c.weight_decay);
+        set!(momentum => c.momentum);
+        set!(sam_rho => c.sam_rho);
+        set!(clip => c.clip);
+        set!(schedule => c.schedule);
+        set!(warmup_epochs => c.warmup_epochs);
+        set!(lr_steps => c.lr_steps);
+        set!(lr_gamma => c.lr_gamma);
+        set!(init_checkpoint => c.init_checkpoint);
+        set!(freeze => c.freeze);
+        if self.nesterov {
+            c.nesterov = true;
+        }
+        if self.init_from.is_some() {
+            c.init_from = self.init_from.clone();
+        }
+    }
+}
+
+/// `--tasks` on the command line narrows the tasks of a configuration: a head kind that the
+/// configuration chose for a task no longer trained goes back to the default (which builds
+/// nothing for an untrained task), so that e.g. the AU stage of a staged system runs as
+/// `--config configs/systems/mtca.toml --tasks au`. (In a configuration file alone, a head for a
+/// task that is not trained stays an error of the model configuration.)
+fn drop_heads_of_untrained_tasks(c: &mut TrainConfig) {
+    let heads = &mut c.model.heads;
+    let defaults = HeadKinds::default();
+    let mut dropped = Vec::new();
+    if !c.tasks.contains(&Task::Va) && heads.va != defaults.va {
+        heads.va = defaults.va;
+        dropped.push("va");
+    }
+    if !c.tasks.contains(&Task::Expr) && heads.expr != defaults.expr {
+        heads.expr = defaults.expr;
+        dropped.push("expr");
+    }
+    if !c.tasks.contains(&Task::Au) && heads.au != defaults.au {
+        heads.au = defaults.au;
+        dropped.push("au");
+    }
+    if !dropped.is_empty() {
+        tracing::info!(
+            "--tasks: the configured heads of {} are not built (those tasks are not trained)",
+            dropped.join(", ")
+        );
     }
 }
 
@@ -220,6 +350,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 
 /// Train with a resolved configuration; returns the epochs' metrics.
 pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
+    cfg.validate()?;
+    if !cfg.lr_steps.is_empty() && cfg.schedule != ScheduleKind::Step {
+        tracing::warn!(
+            "lr_steps {:?} are ignored: they belong to schedule = \"step\", not {}",
+            cfg.lr_steps,
+            cfg.schedule
+        );
+    }
     if let Some(n) = cfg.threads {
         tch::set_num_threads(n as i32);
     }
@@ -234,10 +372,32 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
     };
     let mut train_data = load(&train_labels)?;
     let mut val_data = load(&val_labels)?;
+    // A resumed run that finished an epoch continues from its own weights; otherwise the run
+    // starts afresh (from --init-from's weights, if given).
+    let mut progress = if resume {
+        dir.read_progress()?
+    } else {
+        Progress::default()
+    };
+    let fresh = progress.epochs_done == 0;
+    let init_from = cfg.init_from.as_deref().filter(|_| fresh);
     let norm = if resume && dir.normalisation().exists() {
         Normalisation::load(&dir.normalisation())?
     } else {
-        Normalisation::fit(&train_data.feats)
+        match init_from {
+            Some(src) => match staged::source_normalisation(src, train_data.dim())? {
+                Some(norm) => norm,
+                None => {
+                    tracing::warn!(
+                        "--init-from {}: no normalisation of {} columns there; fitting this run's own",
+                        src.display(),
+                        train_data.dim()
+                    );
+                    Normalisation::fit(&train_data.feats)
+                }
+            },
+            None => Normalisation::fit(&train_data.feats),
+        }
     };
     norm.apply(&mut train_data.feats)?;
     norm.apply(&mut val_data.feats)?;
@@ -256,8 +416,24 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
 
     tch::manual_seed(cfg.seed as i64);
     let vs = VarStore::new(device);
-    let model = TemporalMtl::new(&vs.root(), &model_cfg);
-    let opt = Optimizer::adam(&vs, cfg.lr);
+    let model = TemporalMtl::try_new(&vs.root(), &model_cfg)?;
+    let mut staged_lines = Vec::new();
+    if let Some(src) = init_from {
+        let report = staged::init_from(&vs, src, cfg.init_checkpoint, &dir.root)?;
+        staged_lines.extend(init_from_lines(src, &report));
+    }
+    let opt = Optimizer::new(&vs, &cfg.optim_config())
+        .with_context(|| format!("setting up the optimizer of {}", dir.root.display()))?;
+    if !cfg.freeze.is_empty() {
+        let (params, buffers) = opt.frozen_counts();
+        staged_lines.push(format!(
+            "frozen: {} ({params} parameters and {buffers} running statistics kept as they are)",
+            cfg.freeze.join(", ")
+        ));
+    }
+    for line in &staged_lines {
+        tracing::info!("{line}");
+    }
     let mut trainer = Trainer {
         cfg,
         dir: &dir,
@@ -265,25 +441,22 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
         vs,
         model,
         opt,
+        schedule: cfg.schedule(),
         loss_cfg,
         train_data,
         val_data,
     };
-    let mut progress = Progress::default();
     let mut history = Vec::new();
-    if resume {
-        progress = dir.read_progress()?;
-        if progress.epochs_done > 0 {
-            load_weights(&mut trainer.vs, &dir.checkpoint(Checkpoint::Last))?;
-            trainer.opt.load(&dir.optimizer())?;
-            history = dir.read_metrics()?;
-            history.truncate(progress.epochs_done);
-            tracing::info!(
-                "resuming {} after epoch {}",
-                dir.root.display(),
-                progress.epochs_done
-            );
-        }
+    if !fresh {
+        load_weights(&mut trainer.vs, &dir.checkpoint(Checkpoint::Last))?;
+        trainer.opt.load(&dir.optimizer())?;
+        history = dir.read_metrics()?;
+        history.truncate(progress.epochs_done);
+        tracing::info!(
+            "resuming {} after epoch {}",
+            dir.root.display(),
+            progress.epochs_done
+        );
     }
     trainer.log_line(&format!(
         "train: {} videos, {} frames x {} dims ({}); validation: {} videos, {} frames; model {} {}",
@@ -296,12 +469,16 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
         model_cfg.arch,
         model_cfg.topology
     ))?;
+    trainer.log_line(&optimizer_line(cfg))?;
+    for line in &staged_lines {
+        trainer.log_line(line)?;
+    }
 
     for epoch in progress.epochs_done + 1..=cfg.epochs {
         let m = trainer.epoch(epoch)?;
         let line = format!(
-            "epoch {epoch}/{}: loss {:.4}  val P_MTL {:.4} (CCC v {:.3} a {:.3}, F1 expr {:.3}, F1 au {:.3})  {:.0} frames/s  {:.1} s",
-            cfg.epochs, m.loss, m.p_mtl, m.validation.ccc_valence, m.validation.ccc_arousal,
+            "epoch {epoch}/{}: loss {:.4} (lr {:.3e})  val P_MTL {:.4} (CCC v {:.3} a {:.3}, F1 expr {:.3}, F1 au {:.3})  {:.0} frames/s  {:.1} s",
+            cfg.epochs, m.loss, m.lr, m.p_mtl, m.validation.ccc_valence, m.validation.ccc_arousal,
             m.validation.f1_expr, m.validation.f1_au, m.train_fps, m.seconds
         );
         eprintln!("{line}");
@@ -327,8 +504,62 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
     Ok(history)
 }
 
-/// Everything one run's epochs need: the model with its var store and optimizer, the loss, the
-/// normalised data of both splits, and the run folder.
+/// The optimizer and schedule of a run, in words (for `train.log`).
+fn optimizer_line(cfg: &TrainConfig) -> String {
+    let mut line = format!(
+        "optimizer {} (lr {}, weight decay {}",
+        cfg.optimizer, cfg.lr, cfg.weight_decay
+    );
+    if cfg.optimizer == OptimizerKind::Sgd {
+        line.push_str(&format!(", momentum {}", cfg.momentum));
+        if cfg.nesterov {
+            line.push_str(", Nesterov");
+        }
+    }
+    if cfg.sam_rho > 0.0 {
+        line.push_str(&format!(", SAM rho {}", cfg.sam_rho));
+    }
+    line.push_str(&format!("), schedule {}", cfg.schedule));
+    if cfg.schedule == ScheduleKind::Step {
+        line.push_str(&format!(" x{} at epochs {:?}", cfg.lr_gamma, cfg.lr_steps));
+    }
+    if cfg.warmup_epochs > 0 {
+        line.push_str(&format!(" after {} warm-up epochs", cfg.warmup_epochs));
+    }
+    line
+}
+
+/// What `--init-from` copied and left, in words (for `train.log`).
+fn init_from_lines(src: &Path, report: &staged::InitReport) -> Vec<String> {
+    let mut lines = vec![format!(
+        "init-from {}: {} tensors copied from {}",
+        src.display(),
+        report.copied.len(),
+        report.checkpoint.display()
+    )];
+    for (list, what) in [
+        (
+            &report.only_model,
+            "not in the source run, left at their initialisation",
+        ),
+        (
+            &report.only_source,
+            "of the source run not in this model, ignored",
+        ),
+    ] {
+        if !list.is_empty() {
+            lines.push(format!(
+                "init-from: {} tensors {what}: {}",
+                list.len(),
+                list.join(", ")
+            ));
+        }
+    }
+    lines
+}
+
+/// Everything one run's epochs need: the model with its var store, optimizer and learning-rate
+/// schedule, the loss, the normalised data of both splits, and the run folder.
 struct Trainer<'a> {
     cfg: &'a TrainConfig,
     dir: &'a RunDir,
@@ -336,6 +567,7 @@ struct Trainer<'a> {
     vs: VarStore,
     model: TemporalMtl,
     opt: Optimizer,
+    schedule: Schedule,
     loss_cfg: LossConfig,
     train_data: SplitData,
     val_data: SplitData,
@@ -366,7 +598,9 @@ impl Trainer<'_> {
         let mut states: Option<States> = None;
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         let mut total = 0.0;
+        let first_lr = self.schedule.lr(epoch, 0, plan.n_steps());
         for t in 0..plan.n_steps() {
+            self.opt.lr = self.schedule.lr(epoch, t, plan.n_steps());
             let step = plan.step(t, self.device);
             let done = match train_step(
                 &self.model,
@@ -409,6 +643,7 @@ impl Trainer<'_> {
         let val_secs = val_started.elapsed().as_secs_f64();
         Ok(EpochMetrics {
             epoch,
+            lr: first_lr,
             loss: total / steps,
             losses: sums.into_iter().map(|(k, v)| (k, v / steps)).collect(),
             p_mtl: score.p_mtl,

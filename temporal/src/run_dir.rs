@@ -6,7 +6,7 @@
 //! metrics.jsonl                    one EpochMetrics object per epoch
 //! normalisation.safetensors        mean/std of the training features
 //! checkpoints/{best,best-va,best-expr,best-au,last}.safetensors   PyTorch state_dict names
-//! state/optimizer.safetensors      Adam moments of `last`
+//! state/optimizer.safetensors      the optimizer state of `last` (moments or momentum buffers)
 //! state/progress.json              epochs done and best scores (written last at each epoch)
 //! plots/*.png, train.log
 //! ```

@@ -1,7 +1,7 @@
 //! End-to-end test harness: helpers to locate and run the workspace binaries on data the
 //! project generates. The tests themselves live in `tests/tests/`. No product code here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The workspace root (the folder holding the top-level Cargo.toml).
@@ -51,4 +51,33 @@ pub fn run_ok(name: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `extractor sample-data` into `dir` without frames: `videos` videos of about `frames` frames
+/// and, with `features = Some(dim)`, a synthetic `dim`-wide feature cache that carries the labels.
+pub fn synthetic_sample(
+    dir: &Path,
+    videos: usize,
+    frames: usize,
+    features: Option<usize>,
+    seed: u64,
+) {
+    let (videos, frames, seed) = (videos.to_string(), frames.to_string(), seed.to_string());
+    let dim = features.map(|d| d.to_string());
+    let mut args = vec![
+        "sample-data",
+        "--out",
+        dir.to_str().expect("UTF-8 path"),
+        "--videos",
+        &videos,
+        "--frames",
+        &frames,
+        "--no-frames",
+        "--seed",
+        &seed,
+    ];
+    if let Some(dim) = &dim {
+        args.extend(["--synthetic-features", dim.as_str()]);
+    }
+    run_ok("extractor", &args);
 }

@@ -4,27 +4,11 @@
 
 use shared::abaw::{read_mtl_submission, read_test_list};
 use std::path::Path;
-use tests::{run_ok, workspace_root};
+use tests::{run_ok, synthetic_sample, workspace_root};
 
 /// 10 videos of 240 frames with synthetic 32-dim features that carry the labels.
 fn sample(dir: &Path) {
-    run_ok(
-        "extractor",
-        &[
-            "sample-data",
-            "--out",
-            dir.to_str().unwrap(),
-            "--videos",
-            "10",
-            "--frames",
-            "240",
-            "--no-frames",
-            "--synthetic-features",
-            "32",
-            "--seed",
-            "5",
-        ],
-    );
+    synthetic_sample(dir, 10, 240, Some(32), 5);
 }
 
 /// P_MTL from `temporal evaluate --json`.

@@ -8,28 +8,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tests::{binary, run, run_ok, workspace_root};
+use tests::{binary, run, run_ok, synthetic_sample, workspace_root};
 
 /// Generated sample: `videos` videos of `frames` frames, synthetic `dims`-dim features that
 /// carry the labels.
 fn sample(dir: &Path, videos: usize, frames: usize, dims: usize, seed: u64) {
-    run_ok(
-        "extractor",
-        &[
-            "sample-data",
-            "--out",
-            dir.to_str().unwrap(),
-            "--videos",
-            &videos.to_string(),
-            "--frames",
-            &frames.to_string(),
-            "--no-frames",
-            "--synthetic-features",
-            &dims.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ],
-    );
+    synthetic_sample(dir, videos, frames, Some(dims), seed);
 }
 
 /// A small, fast recurrent training configuration (as `temporal_cli.rs`), plus `extra` keys.

@@ -81,3 +81,20 @@ pub fn synthetic_sample(
     }
     run_ok("extractor", &args);
 }
+
+/// A run folder's `metrics.jsonl`, one object per epoch, without the timings (`seconds`,
+/// `train_fps`, `val_fps`): the part two runs of the same configuration must share.
+pub fn deterministic_metrics(run_dir: &Path) -> Vec<serde_json::Value> {
+    let path = run_dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("metrics.jsonl line");
+            for k in ["seconds", "train_fps", "val_fps"] {
+                v.as_object_mut().expect("an object per epoch").remove(k);
+            }
+            v
+        })
+        .collect()
+}

@@ -44,16 +44,7 @@ fn train(args: &[&str]) {
 
 /// metrics.jsonl without the timings.
 fn scores(run_dir: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
-    text.lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            for k in ["seconds", "train_fps", "val_fps"] {
-                v.as_object_mut().unwrap().remove(k);
-            }
-            v
-        })
-        .collect()
+    tests::deterministic_metrics(run_dir)
 }
 
 fn column(run_dir: &Path, key: &str) -> Vec<f64> {

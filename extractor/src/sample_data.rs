@@ -23,11 +23,11 @@ pub struct SampleDataArgs {
     pub out: PathBuf,
     /// Number of videos, split by video into about 2/3 train, 1/6 validation and 1/6 test
     /// (at least one each, so at least 3).
-    #[arg(long, value_name = "N", default_value_t = 12)]
+    #[arg(long, value_name = "N", default_value_t = 96)]
     pub videos: usize,
     /// Frames per video: the mean length (each video has 0.6x to 1.4x this many), or the exact
     /// length with --equal-lengths.
-    #[arg(long, value_name = "N", default_value_t = 600)]
+    #[arg(long, value_name = "N", default_value_t = 100)]
     pub frames: usize,
     /// Seed of everything random; the same arguments give byte-identical files.
     #[arg(long, value_name = "S", default_value_t = 7)]

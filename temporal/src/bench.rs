@@ -423,6 +423,7 @@ pub fn synthetic_split(
     let feats = standard_normal_rows(n, dim, seed, device);
     Ok(SplitData {
         feats,
+        tokens: 1,
         va,
         expr,
         au,

@@ -2,6 +2,7 @@
 //! `temporal train`; the command line wins. The fully resolved configuration is written to the
 //! run folder as `config.toml`, which `--resume` and `temporal predict` read back.
 
+use crate::data::resample::Resample;
 use crate::data::FrameMode;
 use crate::loss::LossConfig;
 use crate::model::Config as ModelConfig;
@@ -43,6 +44,8 @@ pub struct TrainConfig {
     pub streams: usize,
     /// Frames per training step of a frame-level model (`arch = "none"`), drawn shuffled.
     pub batch_size: usize,
+    /// Which training frames an epoch of a frame-level model visits (`[resample]`).
+    pub resample: Resample,
     /// Base optimizer: `adam` (the reference's), `adamw` or `sgd`.
     pub optimizer: OptimizerKind,
     /// Learning rate (the schedule's peak).
@@ -101,6 +104,7 @@ impl Default for TrainConfig {
             seg_len: 250,
             streams: 8,
             batch_size: 256,
+            resample: Resample::default(),
             optimizer: OptimizerKind::Adam,
             lr: 5e-5,
             weight_decay: 0.0,
@@ -180,6 +184,17 @@ impl TrainConfig {
         self.optim_config().validate()?;
         if let Err(e) = self.schedule().validate() {
             bail!("{e}");
+        }
+        self.resample.validate()?;
+        if !self.resample.is_off() && !self.model.arch.is_frame_level() {
+            bail!(
+                "resampling (resample.uniform {}, resample.rare {}) draws single frames, for \
+                 frame-level models (arch = \"none\"); arch = \"{}\" trains on whole videos \
+                 with a carried state: remove the [resample] settings",
+                self.resample.uniform,
+                self.resample.rare,
+                self.model.arch
+            );
         }
         Ok(())
     }
@@ -261,6 +276,10 @@ mod tests {
             let cfg = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
             let mut model = cfg.model.clone();
             model.tasks = crate::model::HeadTask::for_tasks(&cfg.tasks);
+            if model.heads.au == crate::model::AuHead::LrpArlFf {
+                // a token system: its features are an IResNet map, 7 x 7 tokens of 512
+                (model.tokens, model.feat_dim) = (49, 512);
+            }
             model
                 .validate()
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -87,7 +87,7 @@ pub fn predict(
         Split::Validation => crate::train::labelled_splits(cfg)?.1,
         _ => SplitLabels::load(&cfg.data, split)?,
     };
-    let mut data = SplitData::load(
+    let data = SplitData::load(
         &cfg.cache_root(),
         &cfg.features,
         &labels,
@@ -104,7 +104,17 @@ pub fn predict(
             cfg.model.feat_dim
         );
     }
-    Normalisation::load(&dir.normalisation())?.apply(&mut data.feats)?;
+    if data.tokens as i64 != cfg.model.tokens {
+        bail!(
+            "the features {} have {} tokens per frame but the run {} was trained on {}; \
+             use the same feature sets (and --output of the extraction) as the run",
+            cfg.features.join("+"),
+            data.tokens,
+            dir.root.display(),
+            cfg.model.tokens
+        );
+    }
+    Normalisation::load(&dir.normalisation())?.apply(&mut data.token_rows())?;
     let mut vs = VarStore::new(device);
     let model = TemporalMtl::new(&vs.root(), &cfg.model);
     let path = dir.checkpoint(ckpt);

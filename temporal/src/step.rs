@@ -154,6 +154,7 @@ mod tests {
             .collect();
         SplitData {
             feats: Tensor::randn([n as i64, dim], (Kind::Float, Device::Cpu)),
+            tokens: 1,
             va,
             expr,
             au,

@@ -98,6 +98,15 @@ pub struct TrainArgs {
     /// Frames per step of a frame-level model (--arch none), drawn shuffled [default: 256].
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
+    /// Frame-level models: the fraction of the training frames each epoch draws uniformly
+    /// (0.1 in the LRP-ARL-FF paper) [default: 1, every frame once].
+    #[arg(long, value_name = "F")]
+    pub resample_uniform: Option<f64>,
+    /// Frame-level models: the fraction of the frames with a rare AU (resample.rare_aus in the
+    /// config, AU2, AU15, AU23, AU24, AU26 by default) drawn in addition each epoch (0.2 in the
+    /// LRP-ARL-FF paper) [default: 0].
+    #[arg(long, value_name = "F")]
+    pub resample_rare: Option<f64>,
     /// The optimizer, learning-rate schedule and staged-training options (boxed: they would
     /// make every `temporal` command as large as this one).
     #[command(flatten)]
@@ -207,6 +216,8 @@ impl TrainArgs {
         set!(seg_len => c.seg_len);
         set!(streams => c.streams);
         set!(batch_size => c.batch_size);
+        set!(resample_uniform => c.resample.uniform);
+        set!(resample_rare => c.resample.rare);
         self.options.apply(&mut c);
         if self.cache.is_some() {
             c.cache = self.cache.clone();
@@ -370,8 +381,8 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
         SplitData::load(&cache, &cfg.features, labels, cfg.frames, device)
             .with_context(|| format!("loading the {} split", labels.split.name()))
     };
-    let mut train_data = load(&train_labels)?;
-    let mut val_data = load(&val_labels)?;
+    let train_data = load(&train_labels)?;
+    let val_data = load(&val_labels)?;
     // A resumed run that finished an epoch continues from its own weights; otherwise the run
     // starts afresh (from --init-from's weights, if given).
     let mut progress = if resume {
@@ -393,20 +404,33 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
                         src.display(),
                         train_data.dim()
                     );
-                    Normalisation::fit(&train_data.feats)
+                    Normalisation::fit(&train_data.token_rows())
                 }
             },
-            None => Normalisation::fit(&train_data.feats),
+            None => Normalisation::fit(&train_data.token_rows()),
         }
     };
-    norm.apply(&mut train_data.feats)?;
-    norm.apply(&mut val_data.feats)?;
+    norm.apply(&mut train_data.token_rows())?;
+    norm.apply(&mut val_data.token_rows())?;
 
     let mut model_cfg = cfg.model.clone();
     model_cfg.feat_dim = train_data.dim() as i64;
+    model_cfg.tokens = train_data.tokens as i64;
     model_cfg.tasks = HeadTask::for_tasks(&cfg.tasks);
     let mut loss_cfg = cfg.loss.clone();
     loss_cfg.resolve_auto(&train_data.labels);
+    model_cfg.validate().with_context(|| {
+        format!(
+            "the model cannot read the features {} ({} per frame, {} dims)",
+            cfg.features.join("+"),
+            if train_data.tokens == 1 {
+                "one vector".to_string()
+            } else {
+                format!("{} tokens", train_data.tokens)
+            },
+            train_data.dim()
+        )
+    })?;
 
     let mut resolved = cfg.clone();
     resolved.model = model_cfg.clone();
@@ -590,11 +614,13 @@ impl Trainer<'_> {
             .map(|v| (v.start, v.len()))
             .collect();
         let plan = if cfg.model.arch.is_frame_level() {
-            StreamPlan::shuffled_frames(&spans, cfg.batch_size, epoch_seed)
+            let rows = cfg.resample.rows(&self.train_data.labels, epoch_seed)?;
+            StreamPlan::frame_batches(&spans, &rows, cfg.batch_size, epoch_seed)
         } else {
             StreamPlan::new(&spans, cfg.streams, cfg.seg_len, Some(epoch_seed))
         };
-        let bar = progress_bar(epoch, cfg.epochs, self.train_data.n_rows() as u64);
+        let n_frames = plan.n_frames();
+        let bar = progress_bar(epoch, cfg.epochs, n_frames as u64);
         let mut states: Option<States> = None;
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         let mut total = 0.0;
@@ -649,7 +675,7 @@ impl Trainer<'_> {
             p_mtl: score.p_mtl,
             validation: score,
             seconds: started.elapsed().as_secs_f64(),
-            train_fps: self.train_data.n_rows() as f64 / train_secs.max(1e-9),
+            train_fps: n_frames as f64 / train_secs.max(1e-9),
             val_fps: self.val_data.n_rows() as f64 / val_secs.max(1e-9),
         })
     }

@@ -5,6 +5,11 @@
 //! loss). A frame missing in one set takes that set's nearest frame (the earlier one on a tie);
 //! a frame missing in every set is left out of the sequence (its prediction is later taken from
 //! the nearest frame that has one). Columns are the sets in the order given.
+//!
+//! Token features (a backbone's spatial map, `/features` of shape (n, tokens, d)) join the same
+//! way when every set has the same number of tokens: token t of a row is the sets' token t side
+//! by side, and a row of the split tensor is its tokens one after the other (`[tokens * D]`).
+//! Sets with and without tokens do not mix.
 
 use super::labels::SplitLabels;
 use anyhow::{bail, Result};
@@ -52,12 +57,14 @@ impl VideoSpan {
     }
 }
 
-/// A whole split as tensors: features [N, D] and labels with their invalid markers
+/// A whole split as tensors: features [N, tokens * D] and labels with their invalid markers
 /// (VA -5, expression -1, AU -1), rows grouped by video.
 #[derive(Debug)]
 pub struct SplitData {
-    /// Features [N, D] float32 on the training device.
+    /// Features [N, tokens * D] float32 on the training device.
     pub feats: Tensor,
+    /// Tokens per frame (1 for one vector per frame).
+    pub tokens: usize,
     /// Valence and arousal [N, 2], -5 where invalid.
     pub va: Tensor,
     /// Expression class [N] int64, -1 where invalid.
@@ -78,9 +85,15 @@ impl SplitData {
         self.labels.len()
     }
 
-    /// Feature dimension (sum of the sets' dims).
+    /// Feature dimension per token (sum of the sets' dims).
     pub fn dim(&self) -> usize {
         self.set_dims.iter().map(|(_, d)| d).sum()
+    }
+
+    /// The features as rows of one token each, `[N * tokens, D]`: a view of [`SplitData::feats`]
+    /// (normalising it in place normalises the features).
+    pub fn token_rows(&self) -> Tensor {
+        self.feats.view([-1, self.dim() as i64])
     }
 
     /// Read and join the feature sets of every video of `labels`.
@@ -97,6 +110,7 @@ impl SplitData {
         // Pass 1: read every video's sets (frames and features) and decide its rows.
         let mut per_video = Vec::with_capacity(labels.videos.len());
         let mut set_dims: Vec<(String, usize)> = sets.iter().map(|s| (s.clone(), 0)).collect();
+        let mut tokens: Option<(usize, String)> = None;
         for (video, scored) in &labels.videos {
             let mut loaded = Vec::with_capacity(sets.len());
             for (k, set) in sets.iter().enumerate() {
@@ -110,15 +124,27 @@ impl SplitData {
                     );
                 }
                 let (_, v) = cache::read_video(&path)?;
-                if v.features.ndim() != 2 {
-                    bail!(
-                        "{}: features of shape {:?}; temporal models need one vector per frame \
-                         (extract with pooling mean or cls)",
+                let (t, d) = match *v.features.shape() {
+                    [_, d] => (1, d),
+                    [_, t, d] => (t, d),
+                    ref shape => bail!(
+                        "{}: features of shape {shape:?}; expected (frames, dims) or \
+                         (frames, tokens, dims); re-extract the set",
+                        path.display()
+                    ),
+                };
+                match &tokens {
+                    None => tokens = Some((t, set.clone())),
+                    Some((t0, first)) if *t0 != t => bail!(
+                        "{}: {} per frame, but set {first:?} has {}; sets joined by frame \
+                         need the same tokens (pooled sets and spatial maps do not mix: \
+                         choose --features of one kind)",
                         path.display(),
-                        v.features.shape()
-                    );
+                        token_words(t),
+                        token_words(*t0)
+                    ),
+                    Some(_) => {}
                 }
-                let d = v.features.shape()[1];
                 if set_dims[k].1 == 0 {
                     set_dims[k].1 = d;
                 } else if set_dims[k].1 != d {
@@ -142,14 +168,16 @@ impl SplitData {
         }
         let n: usize = per_video.iter().map(|(_, _, _, rows)| rows.len()).sum();
         let dim: usize = set_dims.iter().map(|(_, d)| d).sum();
+        let n_tokens = tokens.map_or(1, |(t, _)| t);
+        let width = n_tokens * dim;
 
         // Pass 2: fill one contiguous tensor, one video at a time (no second full copy).
-        let feats = Tensor::zeros([n as i64, dim as i64], (Kind::Float, device));
+        let feats = Tensor::zeros([n as i64, width as i64], (Kind::Float, device));
         let mut labels_out = Vec::with_capacity(n);
         let mut videos = Vec::with_capacity(per_video.len());
         let mut start = 0usize;
         for (video, scored, loaded, rows) in per_video {
-            let mut buf = vec![0f32; rows.len() * dim];
+            let mut buf = vec![0f32; rows.len() * width];
             let mut col = 0;
             for (v, (_, d)) in loaded.iter().zip(&set_dims) {
                 let set_frames = &v.frames;
@@ -157,15 +185,24 @@ impl SplitData {
                 for (r, &frame) in rows.iter().enumerate() {
                     let src = nearest(set_frames, frame as i32);
                     let row = feats_view.index_axis(ndarray::Axis(0), src);
-                    let dst = &mut buf[r * dim + col..r * dim + col + d];
-                    for (o, x) in dst.iter_mut().zip(row.iter()) {
-                        *o = *x;
+                    // token t of this set -> columns col..col + d of token t of the row
+                    let owned: Vec<f32>;
+                    let src_row = match row.as_slice() {
+                        Some(slice) => slice,
+                        None => {
+                            owned = row.iter().copied().collect();
+                            &owned
+                        }
+                    };
+                    for (t, chunk) in src_row.chunks_exact(*d).enumerate() {
+                        let at = r * width + t * dim + col;
+                        buf[at..at + d].copy_from_slice(chunk);
                     }
                 }
                 col += d;
             }
             if !rows.is_empty() {
-                let t = Tensor::from_slice(&buf).view([rows.len() as i64, dim as i64]);
+                let t = Tensor::from_slice(&buf).view([rows.len() as i64, width as i64]);
                 feats.narrow(0, start as i64, rows.len() as i64).copy_(&t);
             }
             let lookup: std::collections::HashMap<u32, FrameLabels> =
@@ -186,6 +223,7 @@ impl SplitData {
         let (va, expr, au) = label_tensors(&labels_out, device);
         Ok(SplitData {
             feats,
+            tokens: n_tokens,
             va,
             expr,
             au,
@@ -193,6 +231,15 @@ impl SplitData {
             videos,
             set_dims,
         })
+    }
+}
+
+/// "1 token" / "49 tokens".
+fn token_words(t: usize) -> String {
+    if t == 1 {
+        "one vector (no tokens)".to_string()
+    } else {
+        format!("{t} tokens")
     }
 }
 
@@ -282,5 +329,88 @@ mod tests {
         );
         assert_eq!(Vec::<i64>::try_from(expr).unwrap(), vec![-1, -1]);
         assert_eq!(au.sum(Kind::Float).double_value(&[]), 12.0 - 12.0);
+    }
+
+    /// Writes `<root>/<set>/v1.h5` with frames 1..=n and `features[frame][t][c] = f(frame, t, c)`.
+    fn write_set(
+        root: &Path,
+        set: &str,
+        n: usize,
+        shape: &[usize],
+        f: fn(usize, usize, usize) -> f32,
+    ) {
+        let (t, d) = match *shape {
+            [d] => (1, d),
+            [t, d] => (t, d),
+            _ => unreachable!(),
+        };
+        let mut full = vec![n];
+        full.extend_from_slice(shape);
+        let values: Vec<f32> = (0..n * t * d)
+            .map(|i| f(i / (t * d) + 1, (i / d) % t, i % d))
+            .collect();
+        let v = cache::VideoFeatures {
+            frames: (1..=n as i32).collect(),
+            features: ndarray::ArrayD::from_shape_vec(full, values).unwrap(),
+            missing: Vec::new(),
+        };
+        let attrs = cache::CacheAttrs {
+            backbone: set.to_string(),
+            dim: d,
+            input_size: 0,
+            dtype: cache::Dtype::F32,
+            preprocessing: "test".to_string(),
+            weights: "seed:0".to_string(),
+            source: "test".to_string(),
+            tool_version: shared::TOOL_VERSION.to_string(),
+        };
+        cache::write_video(
+            &cache::video_path(root, set, &"v1".parse().unwrap()),
+            &attrs,
+            &v,
+        )
+        .unwrap();
+    }
+
+    fn labels(n: u32) -> SplitLabels {
+        let frames = (1..=n).map(|f| (f, FrameLabels::default())).collect();
+        SplitLabels {
+            split: super::super::Split::Train,
+            source: "test".into(),
+            videos: [("v1".parse().unwrap(), frames)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn token_sets_join_token_by_token_and_do_not_mix_with_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_set(root, "a", 3, &[4, 2], |f, t, c| {
+            (100 * f + 10 * t + c) as f32
+        });
+        write_set(root, "b", 3, &[4, 1], |f, t, _| {
+            -((100 * f + 10 * t) as f32)
+        });
+        write_set(root, "pooled", 3, &[5], |f, _, c| (f + c) as f32);
+        let sets = ["a".to_string(), "b".to_string()];
+        let d =
+            SplitData::load(root, &sets, &labels(3), FrameMode::Annotated, Device::Cpu).unwrap();
+        assert_eq!((d.tokens, d.dim()), (4, 3));
+        assert_eq!(d.feats.size(), [3, 12]);
+        // frame 2, token 3: a's two channels then b's one
+        let tok = d.token_rows().get(4 + 3);
+        assert_eq!(
+            Vec::<f32>::try_from(tok).unwrap(),
+            vec![230.0, 231.0, -230.0]
+        );
+        let mixed = ["a".to_string(), "pooled".to_string()];
+        let err = SplitData::load(root, &mixed, &labels(3), FrameMode::Annotated, Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pooled/v1.h5"), "names the file: {err}");
+        assert!(
+            err.contains("4 tokens") && err.contains("do not mix"),
+            "{err}"
+        );
     }
 }

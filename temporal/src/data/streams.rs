@@ -8,7 +8,9 @@
 //!
 //! Frame-level models (no encoder) train on shuffled frames instead: [`StreamPlan::shuffled_frames`]
 //! is the same plan with segments of one frame, every frame of the split dealt in a seeded
-//! random order over `batch` streams, so step t is a batch of `batch` random frames.
+//! random order over `batch` streams, so step t is a batch of `batch` random frames;
+//! [`StreamPlan::frame_batches`] does the same for a chosen list of rows (a resampled epoch,
+//! [`super::resample`]).
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -92,8 +94,21 @@ impl StreamPlan {
     /// as one-frame segments over `batch` streams: each step is a batch of up to `batch` random
     /// frames (the last one smaller, padded).
     pub fn shuffled_frames(videos: &[(usize, usize)], batch: usize, seed: u64) -> StreamPlan {
+        let n: usize = videos.iter().map(|&(_, len)| len).sum();
+        StreamPlan::frame_batches(videos, &(0..n).collect::<Vec<_>>(), batch, seed)
+    }
+
+    /// The given rows of the videos (`(first row, rows)` each; rows are numbered over all the
+    /// videos' rows in order, and may repeat), shuffled by `seed` and dealt as one-frame
+    /// segments over `batch` streams, as [`StreamPlan::shuffled_frames`].
+    pub fn frame_batches(
+        videos: &[(usize, usize)],
+        rows: &[usize],
+        batch: usize,
+        seed: u64,
+    ) -> StreamPlan {
         assert!(batch > 0, "the batch size must be positive");
-        let mut frames: Vec<Segment> = videos
+        let all: Vec<Segment> = videos
             .iter()
             .enumerate()
             .flat_map(|(v, &(row, len))| {
@@ -105,6 +120,7 @@ impl StreamPlan {
                 })
             })
             .collect();
+        let mut frames: Vec<Segment> = rows.iter().map(|&r| all[r]).collect();
         frames.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
         let n_steps = frames.len().div_ceil(batch);
         let mut streams = vec![Vec::with_capacity(n_steps); batch];
@@ -120,6 +136,11 @@ impl StreamPlan {
     /// Number of steps (the longest stream's segment count).
     pub fn n_steps(&self) -> usize {
         self.streams.iter().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// Number of real frames over all steps.
+    pub fn n_frames(&self) -> usize {
+        self.streams.iter().flatten().map(|s| s.len).sum()
     }
 
     /// Number of streams B.

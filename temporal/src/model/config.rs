@@ -237,6 +237,59 @@ pub enum AuHead {
     Mlp,
     /// ME-GraphAU's ANFL head (`au.sc`, `au.class_linears.*`, `au.gnn.*`), 12 probabilities.
     Anfl,
+    /// The ABAW5 LRP-ARL-FF detector over token features (`au.lrp.*`, `au.arl.*`,
+    /// `au.backbone_fc.*`, `au.fusion.*`; [`super::lrp_arl_ff`]), 12 logits. Needs
+    /// `tokens` > 1 (a backbone's spatial map), `arch = "none"` and the AU task alone.
+    LrpArlFf,
+}
+
+/// How the LRP-ARL-FF head fuses its two branches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FusionKind {
+    /// `w * arl + (1 - w) * backbone` with the constant `fusion_weight`.
+    Fixed,
+    /// `w` from a 2-layer Transformer over a weight token, the backbone token and the 12 AU
+    /// tokens (`au.fusion.*`).
+    #[default]
+    Attention,
+}
+
+/// `[model.lrp]`: sizes of the LRP-ARL-FF head (the reference's defaults; the paper gives none).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LrpConfig {
+    /// Number of LANets whose maximum is the region attention.
+    pub lanets: i64,
+    /// LANet reduction r (hidden width C / r).
+    pub reduction: i64,
+    /// Fixed or attention fusion.
+    pub fusion: FusionKind,
+    /// Weight of the ARL branch with fixed fusion.
+    pub fusion_weight: f64,
+    /// Attention fusion: heads (must divide the token width C).
+    pub fusion_heads: i64,
+    /// Attention fusion: feed-forward width [0 = 2 C].
+    pub fusion_ff: i64,
+    /// Attention fusion: encoder layers.
+    pub fusion_layers: i64,
+    /// Attention fusion: dropout inside the encoder layers.
+    pub fusion_dropout: f64,
+}
+
+impl Default for LrpConfig {
+    fn default() -> Self {
+        LrpConfig {
+            lanets: 4,
+            reduction: 8,
+            fusion: FusionKind::Attention,
+            fusion_weight: 0.5,
+            fusion_heads: 8,
+            fusion_ff: 0,
+            fusion_layers: 2,
+            fusion_dropout: 0.1,
+        }
+    }
 }
 
 /// The output head of each task group (`[model.heads]` in TOML); the reference's MLP by default.
@@ -279,8 +332,11 @@ pub struct Config {
     pub source: HeadTask,
     /// Feedback topology: the task that reads the source's top output.
     pub target: HeadTask,
-    /// Width of the input features (sum over the joined feature sets).
+    /// Width of the input features (sum over the joined feature sets), per token.
     pub feat_dim: i64,
+    /// Tokens per frame: 1 for one vector per frame, H * W for a backbone's spatial map
+    /// (`extractor extract --output map`); the input is then `[B, L, tokens * feat_dim]`.
+    pub tokens: i64,
     /// The heads to build, a subset of valence, arousal, expr, au in that order.
     pub tasks: Vec<HeadTask>,
     /// The kind of head of each task group.
@@ -289,6 +345,8 @@ pub struct Config {
     pub anfl_neighbors: i64,
     /// ANFL head: dropout before each AU block (0 in ME-GraphAU, 0.5 in MTL-ABAW4).
     pub anfl_dropout: f64,
+    /// The LRP-ARL-FF head's sizes (`au = "lrp-arl-ff"`).
+    pub lrp: LrpConfig,
 }
 
 impl Default for Config {
@@ -305,10 +363,12 @@ impl Default for Config {
             source: HeadTask::Au,
             target: HeadTask::Expr,
             feat_dim: REFERENCE_FEAT_DIM,
+            tokens: 1,
             tasks: HeadTask::ALL.to_vec(),
             heads: HeadKinds::default(),
             anfl_neighbors: 4,
             anfl_dropout: 0.0,
+            lrp: LrpConfig::default(),
         }
     }
 }
@@ -333,6 +393,7 @@ impl Config {
             ("n_layers", self.n_layers),
             ("n_heads", self.n_heads),
             ("ff", self.ff),
+            ("tokens", self.tokens),
         ];
         for (key, value) in positive {
             if value <= 0 {
@@ -391,6 +452,7 @@ impl Config {
         if self.heads.au == AuHead::Anfl {
             needs("au = \"anfl\"", HeadTask::Au)?;
         }
+        self.validate_tokens()?;
         if self.topology == Topology::Feedback {
             for (role, task) in [("source", self.source), ("target", self.target)] {
                 if !self.tasks.contains(&task) {
@@ -403,6 +465,51 @@ impl Config {
             }
             if self.source == self.target {
                 return Err(ConfigError::FeedbackSelf(self.source));
+            }
+        }
+        Ok(())
+    }
+
+    /// Token features go to the LRP-ARL-FF head alone, which needs them.
+    fn validate_tokens(&self) -> Result<(), ConfigError> {
+        let token_head = self.heads.au == AuHead::LrpArlFf;
+        if token_head && self.tokens == 1 {
+            return Err(ConfigError::TokenHeadOnPooled);
+        }
+        if self.tokens > 1
+            && !(token_head && self.arch == Arch::None && self.tasks == [HeadTask::Au])
+        {
+            return Err(ConfigError::TokensWithoutTokenHead {
+                tokens: self.tokens,
+            });
+        }
+        if token_head {
+            let l = &self.lrp;
+            for (key, value) in [
+                ("lrp.lanets", l.lanets),
+                ("lrp.reduction", l.reduction),
+                ("lrp.fusion_heads", l.fusion_heads),
+                ("lrp.fusion_layers", l.fusion_layers),
+            ] {
+                if value <= 0 {
+                    return Err(ConfigError::NotPositive { key, value });
+                }
+            }
+            if self.feat_dim < l.reduction {
+                return Err(ConfigError::Reduction {
+                    value: l.reduction,
+                    width: self.feat_dim,
+                });
+            }
+            if l.fusion == FusionKind::Attention && self.feat_dim % l.fusion_heads != 0 {
+                return Err(ConfigError::Divides {
+                    key: "lrp.fusion_heads",
+                    value: l.fusion_heads,
+                    width: self.feat_dim,
+                });
+            }
+            if !(0.0..1.0).contains(&l.fusion_dropout) {
+                return Err(ConfigError::Dropout(l.fusion_dropout));
             }
         }
         Ok(())
@@ -470,6 +577,33 @@ pub enum ConfigError {
         task: HeadTask,
         /// The configured tasks.
         tasks: String,
+    },
+    /// The LRP-ARL-FF head on one vector per frame.
+    #[error("model config: [model.heads] au = \"lrp-arl-ff\" is a token system: it reads a backbone's spatial map, but the features are one pooled vector per frame; extract the map (`extractor extract --output map`, or `extractor sample-data --synthetic-tokens N` for the sample) and train on that feature set")]
+    TokenHeadOnPooled,
+    /// Token features for a model that reads vectors.
+    #[error("model config: the features have {tokens} tokens per frame (a spatial map), which only [model.heads] au = \"lrp-arl-ff\" with arch = \"none\" and tasks = [au] reads; train this model on pooled features (`extractor extract --output pooled`)")]
+    TokensWithoutTokenHead {
+        /// Tokens per frame.
+        tokens: i64,
+    },
+    /// A LANet reduction larger than the token width.
+    #[error("model config: `lrp.reduction` = {value} leaves the LANets no hidden unit on tokens {width} wide (hidden = width / reduction); use at most {width}")]
+    Reduction {
+        /// The reduction.
+        value: i64,
+        /// The token width.
+        width: i64,
+    },
+    /// A size that must divide the token width.
+    #[error("model config: `{key}` = {value} must divide the token width {width}")]
+    Divides {
+        /// The config key.
+        key: &'static str,
+        /// Its value.
+        value: i64,
+        /// The token width (feature dims).
+        width: i64,
     },
     /// A task name that is not a head.
     #[error("unknown model task {0:?}: expected valence, arousal, expr or au")]
@@ -559,5 +693,51 @@ mod tests {
         );
         assert_eq!("expr".parse::<HeadTask>().unwrap(), HeadTask::Expr);
         assert!("va".parse::<HeadTask>().is_err());
+    }
+
+    #[test]
+    fn token_features_go_to_the_token_head_and_it_needs_them() {
+        let lrp = |tokens: i64| Config {
+            arch: Arch::None,
+            tasks: vec![HeadTask::Au],
+            heads: HeadKinds {
+                au: AuHead::LrpArlFf,
+                ..HeadKinds::default()
+            },
+            feat_dim: 32,
+            tokens,
+            ..Config::default()
+        };
+        lrp(16).validate().unwrap();
+        let pooled = lrp(1).validate().unwrap_err();
+        assert_eq!(pooled, ConfigError::TokenHeadOnPooled);
+        assert!(pooled.to_string().contains("--output map"), "{pooled}");
+        let on_gru = Config {
+            arch: Arch::Gru,
+            topology: Topology::Basic,
+            ..lrp(16)
+        };
+        assert!(matches!(
+            on_gru.validate(),
+            Err(ConfigError::TokensWithoutTokenHead { tokens: 16 })
+        ));
+        let mlp_on_tokens = Config {
+            tokens: 49,
+            ..Config::default()
+        };
+        let e = mlp_on_tokens.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("49 tokens") && e.contains("--output pooled"),
+            "{e}"
+        );
+        let mut bad_heads = lrp(16);
+        bad_heads.lrp.fusion_heads = 5;
+        assert!(matches!(
+            bad_heads.validate(),
+            Err(ConfigError::Divides {
+                key: "lrp.fusion_heads",
+                ..
+            })
+        ));
     }
 }

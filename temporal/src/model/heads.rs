@@ -12,7 +12,9 @@
 //!   them by additive attention with the AU probabilities as the query, as MTL-ABAW4:
 //!   `q = W_q au`, `k_j = W_k l_j`, `a = softmax_j(w_v tanh(q + k_j))`, output `a * l`
 //!   (`attention.{W_q,W_k,w_v}.weight`, no biases, hidden width 64);
-//! - `au = "anfl"`: ME-GraphAU's ANFL ([`super::anfl`], `au.*`), AU probabilities.
+//! - `au = "anfl"`: ME-GraphAU's ANFL ([`super::anfl`], `au.*`), AU probabilities;
+//! - `au = "lrp-arl-ff"`: the ABAW5 detector over token features ([`super::lrp_arl_ff`],
+//!   `au.*`), AU logits; the features of each frame `[tokens * C]` are read as `[tokens, C]`.
 //!
 //! [`Heads::forward_t`] maps per-task features `[B, L, d]` to the raw outputs by head name
 //! (`valence`, `arousal` `[B, L, 1]`, `expr` `[B, L, 8]`, `au` `[B, L, 12]`). The heads other
@@ -23,9 +25,10 @@
 //! ANFL's outputs are already probabilities, which [`Heads::au_probabilities`] says).
 
 use super::anfl::{Anfl, AnflConfig};
-use super::config::{AuHead, Config, ExprHead, HeadTask, VaHead};
+use super::config::{AuHead, Config, ExprHead, FusionKind, HeadTask, VaHead};
 use super::kernels::dropout::dropout;
 use super::layers::{torch_linear, uniform, BatchNorm1d};
+use super::lrp_arl_ff::{Fusion, LrpArlFf, LrpArlFfConfig};
 use std::collections::BTreeMap;
 use tch::nn;
 use tch::Tensor;
@@ -105,6 +108,35 @@ impl AdditiveAttention {
     }
 }
 
+/// The AU heads other than the MLP.
+#[derive(Debug)]
+enum AuModule {
+    /// ANFL on one vector per frame: probabilities.
+    Anfl(Anfl),
+    /// LRP-ARL-FF on `tokens` tokens per frame: logits.
+    LrpArlFf { model: LrpArlFf, tokens: i64 },
+}
+
+/// The LRP-ARL-FF sizes of `cfg` for tokens `d` wide.
+fn lrp_config(cfg: &Config, d: i64) -> LrpArlFfConfig {
+    let l = cfg.lrp;
+    LrpArlFfConfig {
+        channels: d,
+        num_lanets: l.lanets,
+        reduction: l.reduction,
+        neighbors: cfg.anfl_neighbors,
+        fusion: match l.fusion {
+            FusionKind::Fixed => Fusion::Fixed(l.fusion_weight),
+            FusionKind::Attention => Fusion::Attention {
+                heads: l.fusion_heads,
+                ff_dim: if l.fusion_ff > 0 { l.fusion_ff } else { 2 * d },
+                layers: l.fusion_layers,
+                dropout: l.fusion_dropout,
+            },
+        },
+    }
+}
+
 /// Every head of a model (see the module documentation).
 #[derive(Debug)]
 pub struct Heads {
@@ -112,7 +144,7 @@ pub struct Heads {
     va: Option<(nn::Linear, BatchNorm1d)>,
     ex: Option<nn::Linear>,
     attention: Option<AdditiveAttention>,
-    au: Option<Anfl>,
+    au: Option<AuModule>,
 }
 
 impl Heads {
@@ -147,8 +179,10 @@ impl Heads {
         let attention = (kinds.expr == ExprHead::AuAttention && has(HeadTask::Expr)).then(|| {
             AdditiveAttention::new(root / "attention", shared::N_AU as i64, 1, ATTENTION_DIM)
         });
-        let au = (kinds.au == AuHead::Anfl && has(HeadTask::Au)).then(|| {
-            Anfl::new(
+        let au = match kinds.au {
+            _ if !has(HeadTask::Au) => None,
+            AuHead::Mlp => None,
+            AuHead::Anfl => Some(AuModule::Anfl(Anfl::new(
                 root / "au",
                 AnflConfig {
                     channels: d,
@@ -156,8 +190,12 @@ impl Heads {
                     neighbors: cfg.anfl_neighbors,
                     dropout: cfg.anfl_dropout,
                 },
-            )
-        });
+            ))),
+            AuHead::LrpArlFf => Some(AuModule::LrpArlFf {
+                model: LrpArlFf::new(&(root / "au"), lrp_config(cfg, d)),
+                tokens: cfg.tokens,
+            }),
+        };
         Heads {
             mlp,
             va,
@@ -169,7 +207,7 @@ impl Heads {
 
     /// True when the `au` output holds probabilities (ANFL) rather than logits.
     pub fn au_probabilities(&self) -> bool {
-        self.au.is_some()
+        matches!(self.au, Some(AuModule::Anfl(_)))
     }
 
     /// The raw outputs by head name from per-task features `[B, L, d]`; `valid [B, L]` (true =
@@ -194,11 +232,22 @@ impl Heads {
         let rows = valid.map(|v| v.reshape([-1]));
         let rows = rows.as_ref();
         let mut au_probs = None;
-        if let Some(anfl) = &self.au {
-            let (x, b, l) = frames(HeadTask::Au);
-            let p = anfl.forward_t(&x, rows, train);
-            out.insert("au".into(), p.view([b, l, -1]));
-            au_probs = Some(p);
+        match &self.au {
+            Some(AuModule::Anfl(anfl)) => {
+                let (x, b, l) = frames(HeadTask::Au);
+                let p = anfl.forward_t(&x, rows, train);
+                out.insert("au".into(), p.view([b, l, -1]));
+                au_probs = Some(p);
+            }
+            Some(AuModule::LrpArlFf { model, tokens }) => {
+                let (x, b, l) = frames(HeadTask::Au);
+                let x = x.view([b * l, *tokens, -1]);
+                out.insert(
+                    "au".into(),
+                    model.forward_t(&x, rows, train).view([b, l, -1]),
+                );
+            }
+            None => {}
         }
         if let Some((fc, bn)) = &self.va {
             let (x, b, l) = frames(HeadTask::Valence);
@@ -216,10 +265,7 @@ impl Heads {
                 let au = au_probs
                     .as_ref()
                     .map(|p| p.shallow_clone())
-                    .unwrap_or_else(|| {
-                        let (x, _, _) = frames(HeadTask::Au);
-                        out["au"].reshape([x.size()[0], -1]).sigmoid()
-                    });
+                    .unwrap_or_else(|| out["au"].reshape([-1, shared::N_AU as i64]).sigmoid());
                 logits = attention.forward(&au, &logits);
             }
             out.insert("expr".into(), logits.view([b, l, -1]));

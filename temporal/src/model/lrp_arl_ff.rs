@@ -20,9 +20,11 @@
 //! Probabilities are the sigmoid of the logits; the paper trains with BCE + the circle loss
 //! (`crate::loss::circle_loss`).
 //!
-//! What it does not: read pooled vectors (it needs token features), or take part in the
-//! training configs yet: the trainer's data path joins one vector per frame, and tokens are the
-//! next step.
+//! In a temporal model it is the AU head `au = "lrp-arl-ff"` ([`super::heads`]), its names under
+//! `au.`, fed by the token features of `arch = "none"`.
+//!
+//! What it does not: read pooled vectors (it needs token features; the config check says so),
+//! or resample the training frames (the trainer's `resample_*` options do).
 
 use super::anfl::{AnflConfig, AuGraph};
 use super::layers::torch_linear;

@@ -51,7 +51,7 @@ pub mod transformer;
 
 use kernels::{dropout, gru};
 
-pub use config::{Arch, Config, ConfigError, HeadTask, Topology};
+pub use config::{Arch, AuHead, Config, ConfigError, HeadTask, Topology};
 pub use state::{RnnState, States};
 
 use std::collections::BTreeMap;
@@ -409,5 +409,69 @@ mod tests {
             TemporalMtl::try_new(&vs.root(), &cfg),
             Err(ConfigError::Heads { .. })
         ));
+    }
+
+    /// The LRP-ARL-FF head reads each frame's features as tokens, creates its names under `au.`,
+    /// and learns a label that lives in one token only.
+    #[test]
+    fn token_head_reads_tokens_under_au_names_and_learns_a_local_label() {
+        one_thread();
+        tch::manual_seed(3);
+        let cfg = Config {
+            arch: Arch::None,
+            tasks: vec![HeadTask::Au],
+            heads: config::HeadKinds {
+                au: AuHead::LrpArlFf,
+                ..config::HeadKinds::default()
+            },
+            feat_dim: 8,
+            tokens: 4,
+            lrp: config::LrpConfig {
+                fusion_heads: 2,
+                ..config::LrpConfig::default()
+            },
+            ..Config::default()
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = TemporalMtl::new(&vs.root(), &cfg);
+        let names = vs.variables();
+        for name in [
+            "au.lrp.lanets.0.conv1.weight",
+            "au.arl.gnn.U.weight",
+            "au.backbone_fc.bias",
+        ] {
+            assert!(names.contains_key(name), "{name} in {:?}", names.keys());
+        }
+        let (b, t, c) = (32, 4, 8);
+        let x = Tensor::randn([b, 1, t * c], (Kind::Float, Device::Cpu));
+        // every AU is on where channel 0 of token 2 is positive
+        let on = x.view([b, t, c]).select(1, 2).select(1, 0).gt(0.0);
+        let au = on.to_kind(Kind::Float).view([b, 1, 1]).repeat([1, 1, 12]);
+        let labels = LabelTensors {
+            va: Tensor::full([b, 1, 2], -5.0, (Kind::Float, Device::Cpu)),
+            expr: Tensor::full([b, 1], -1, (Kind::Int64, Device::Cpu)),
+            au,
+        };
+        let valid = Tensor::ones([b, 1], (Kind::Bool, Device::Cpu));
+        let loss_cfg = LossConfig::default();
+        let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
+        let eval = || {
+            let (out, _) = model.forward_t(&x, None, None, false);
+            assert_eq!(out.get(HeadTask::Au).unwrap().size(), [b, 1, 12]);
+            assert!(!out.au_probabilities, "the token head gives logits");
+            mtl_loss(&out, &labels, &valid, &loss_cfg)
+                .0
+                .double_value(&[])
+        };
+        let before = eval();
+        for _ in 0..60 {
+            let (mut out, _) = model.forward_t(&x, None, None, true);
+            let (loss, _) = mtl_loss(&out, &labels, &valid, &loss_cfg);
+            opt.zero_grad();
+            out.backward(&loss);
+            opt.step();
+        }
+        let after = eval();
+        assert!(after < 0.5 * before, "loss {before} -> {after}");
     }
 }

@@ -4,9 +4,20 @@
 //! in parallel (rayon) and sends it through a bounded queue, while this thread runs the backbone
 //! on the previous batch; a video's features are written (atomically) as soon as it completes.
 //! Corrupt frames are recorded in the file's `missing` list; a video that cannot be read at all is
-//! reported and the others complete; the process then exits non-zero. It does not train models.
+//! reported and the others complete; the process then exits non-zero.
+//!
+//! Cache folders: a feature set writes `<out>/<set>/`. `--output pooled|map` overrides the sets'
+//! `output` (what a CNN backbone writes per frame: its vector, or its last spatial feature map as
+//! `[H*W, C]` tokens); when the flag changes what a set writes, the set's folder is
+//! `<set>-map` (or `<set>-pooled`), so `--backbone iresnet50 --output map` writes
+//! `<out>/iresnet50-map/` and pooled and map features never share a folder. Every set is resolved
+//! and checked before anything is written (`--output map` on a backbone without a spatial map is
+//! an error naming it).
+//!
+//! What it does not: train models, or decide what a backbone computes (that is
+//! [`crate::backbones`]).
 
-use crate::backbones::{self, Backbone, BackboneConfig};
+use crate::backbones::{self, Backbone, BackboneConfig, Output};
 use crate::feature_sets::FeaturesFile;
 use crate::shard::Shard;
 use crate::sources::{self, video_file, VideoSource};
@@ -39,6 +50,13 @@ pub struct ExtractArgs {
     /// `[extract] backbones`, else `hog`].
     #[arg(long = "backbone", value_name = "NAME")]
     pub backbones: Vec<String>,
+    /// What a CNN backbone (iresnet18|34|50|100, densenet121) writes per frame. Overrides the
+    /// sets' `output`; when that changes what a set writes, its cache folder is `<set>-map` (or
+    /// `<set>-pooled`), so pooled and map features never mix: `--backbone iresnet50 --output
+    /// map` writes `<out>/iresnet50-map/`. Other backbones have no spatial map: an error (a ViT
+    /// set has `pooling = "tokens"` instead) [default: the set's `output`, else pooled].
+    #[arg(long, value_enum, value_name = "pooled|map")]
+    pub output: Option<Output>,
     /// Weights (safetensors with the public parameter names) for the single chosen backbone.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
@@ -134,6 +152,23 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
     if args.weights.is_some() && set_names.len() != 1 {
         bail!("--weights applies to one backbone; choose it with a single --backbone");
     }
+    // Every set resolved and checked before anything is read or written.
+    let mut sets: Vec<(String, BackboneConfig)> = Vec::with_capacity(set_names.len());
+    for name in &set_names {
+        let mut cfg = file.resolve(name, &args.config)?;
+        if let Some(w) = &args.weights {
+            cfg.weights = Some(w.clone());
+        }
+        let folder = apply_output(name, &mut cfg, args.output);
+        cfg.check_fields().with_context(|| {
+            let flag = args
+                .output
+                .map(|o| format!(" with --output {}", o.as_str()))
+                .unwrap_or_default();
+            format!("feature set {name:?}{flag}")
+        })?;
+        sets.push((folder, cfg));
+    }
     let batch_size = args.batch_size.or(defaults.batch_size).unwrap_or(64).max(1);
     let dtype = parse_dtype(
         args.dtype
@@ -199,12 +234,8 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
         half,
     };
     let mut failures = Vec::new();
-    for name in &set_names {
-        let mut cfg = file.resolve(name, &args.config)?;
-        if let Some(w) = &args.weights {
-            cfg.weights = Some(w.clone());
-        }
-        let report = extract_set(name, &cfg, &sources, &out, &opts)?;
+    for (name, cfg) in &sets {
+        let report = extract_set(name, cfg, &sources, &out, &opts)?;
         println!(
             "{name}: {} videos written ({} frames, {} missing), {} already cached, {} failed -> {}",
             report.written,
@@ -229,6 +260,19 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Applies the `--output` flag to the config of feature set `name` and returns the set's cache
+/// folder name (under `--out`): `name` itself, or `<name>-<output>` (`iresnet50-map`) when the
+/// flag changes what the set writes, so that pooled and map features never share a folder.
+pub fn apply_output(name: &str, cfg: &mut BackboneConfig, flag: Option<Output>) -> String {
+    match flag {
+        Some(o) if o != cfg.output() => {
+            cfg.output = Some(o);
+            format!("{name}-{}", o.as_str())
+        }
+        _ => name.to_string(),
+    }
 }
 
 fn parse_dtype(s: &str) -> Result<Dtype> {
@@ -577,4 +621,45 @@ fn progress_bar(set: &str, total: u64) -> ProgressBar {
     );
     bar.set_prefix(set.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_flag_that_changes_what_a_set_writes_gives_it_a_suffixed_folder() {
+        let builtin = BackboneConfig::named("iresnet50");
+        let mut cfg = builtin.clone();
+        assert_eq!(apply_output("iresnet50", &mut cfg, None), "iresnet50");
+        assert_eq!(cfg, builtin);
+        assert_eq!(
+            apply_output("iresnet50", &mut cfg, Some(Output::Pooled)),
+            "iresnet50"
+        );
+        assert_eq!(cfg, builtin, "pooled is already what it writes");
+        assert_eq!(
+            apply_output("iresnet50", &mut cfg, Some(Output::Map)),
+            "iresnet50-map"
+        );
+        assert_eq!(cfg.output(), Output::Map);
+
+        // A set that says `output = "map"` keeps its folder with `--output map`, and goes to
+        // `<set>-pooled` with `--output pooled`.
+        let set = BackboneConfig {
+            output: Some(Output::Map),
+            ..BackboneConfig::named("densenet121")
+        };
+        let mut cfg = set.clone();
+        assert_eq!(
+            apply_output("dense-map", &mut cfg, Some(Output::Map)),
+            "dense-map"
+        );
+        assert_eq!(cfg, set);
+        assert_eq!(
+            apply_output("dense-map", &mut cfg, Some(Output::Pooled)),
+            "dense-map-pooled"
+        );
+        assert_eq!(cfg.output(), Output::Pooled);
+    }
 }

@@ -3,7 +3,9 @@
 //! A feature set is a backbone configuration under a name; the cache folder of a set is its name
 //! (`<cache>/<set>/<video>.h5`). A name given to `--backbone` that is not a set of the file but a
 //! built-in backbone (`iresnet50`, `hog`, `torchscript:<file>`, ...) makes a set of that name with
-//! default settings. It does not build backbones or read frames.
+//! default settings. A set may say `output = "map"` (CNN backbones: the last spatial feature map
+//! as tokens); `extract --output` overriding a set's output changes its folder (see
+//! [`crate::extract`]). It does not build backbones or read frames.
 
 use crate::backbones::BackboneConfig;
 use anyhow::{bail, Context, Result};

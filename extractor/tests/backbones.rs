@@ -7,13 +7,17 @@
 //! Weights: a file with a missing, an unexpected and a mis-shaped tensor is one error listing all
 //! three; output sizes come from the checkpoint; the full-size configs build with the published
 //! parameter counts and round-trip through safetensors.
+//! Spatial maps (`output = "map"`): the IResNet map through flatten, `fc` and `features` is the
+//! PyTorch embedding; the DenseNet map averaged over its tokens is the pooled output; the shape a
+//! map backbone declares is the shape it returns, `[49, C]` at the published sizes; backbones
+//! without a spatial map refuse `output = "map"` and say what to use.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use extractor::backbones::{
-    self, weights::save_safetensors, Backbone, BackboneConfig, DenseNet, IResNet, Pooling, Vit,
-    WeightsError,
+    self, weights::save_safetensors, Backbone, BackboneConfig, DenseNet, IResNet, Output, Pooling,
+    Vit, WeightsError,
 };
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
@@ -534,4 +538,218 @@ fn configs_parse_from_toml_and_reject_foreign_fields() {
         msg.contains("num_heads 4 must divide embed_dim 30"),
         "{msg}"
     );
+}
+
+/// `cfg` with `output` set.
+fn with_output(cfg: &BackboneConfig, output: Output) -> BackboneConfig {
+    BackboneConfig {
+        output: Some(output),
+        ..cfg.clone()
+    }
+}
+
+/// A variable of a backbone's var store by its PyTorch name.
+fn var(vs: &tch::nn::VarStore, name: &str) -> Tensor {
+    vs.variables()
+        .remove(name)
+        .unwrap_or_else(|| panic!("no variable {name}"))
+}
+
+/// Eval-mode BatchNorm of `[N, C]` with the `prefix.*` parameters and running statistics of `vs`.
+fn batch_norm_1d(vs: &tch::nn::VarStore, prefix: &str, x: &Tensor) -> Tensor {
+    let v = |n: &str| var(vs, &format!("{prefix}.{n}"));
+    (x - v("running_mean")) / (v("running_var") + 1e-5).sqrt() * v("weight") + v("bias")
+}
+
+#[test]
+fn iresnet_embedding_is_fc_and_features_applied_to_the_flattened_map() {
+    // The fixture has PyTorch's weights with randomised BatchNorm statistics and its embedding.
+    let case = case("iresnet_small");
+    let cfg = with_output(&config(&case), Output::Map);
+    let net = IResNet::new(&cfg, Device::Cpu).unwrap();
+    let x = images(&case);
+    let map = net.forward(&x);
+    // width 8: 64 channels in the last stage; 112 px halved 4 times: 7 x 7.
+    assert_eq!(net.output_shape(), vec![49, 64]);
+    assert_eq!(map.size(), vec![2, 49, 64]);
+    assert!(map.equal(&net.forward_map(&x)));
+    assert!(
+        net.preprocessing()
+            .ends_with("; spatial map 7x7 tokens (bn2 output, row-major over h, w)"),
+        "{}",
+        net.preprocessing()
+    );
+    // Tokens back to PyTorch's flatten order (c, h, w), then fc and the features BatchNorm.
+    let flat = map.transpose(1, 2).reshape([2, 64 * 49]);
+    let vs = net.var_store();
+    let fc = flat.matmul(&var(vs, "fc.weight").tr()) + var(vs, "fc.bias");
+    let embedding = batch_norm_1d(vs, "features", &fc);
+    assert_close(&embedding, &expected(&case)["output"], "fc(features(map))");
+    let pooled = backbones::build(&with_output(&cfg, Output::Pooled), Device::Cpu).unwrap();
+    let diff = (&embedding - pooled.forward(&x))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(
+        diff <= 1e-5,
+        "map -> embedding vs the pooled backbone: {diff}"
+    );
+    assert!(net.forward_pooled(&x).equal(&pooled.forward(&x)));
+}
+
+#[test]
+fn densenet_map_averaged_over_tokens_is_the_pooled_feature() {
+    // The fixture's weights (randomised BatchNorm statistics) without the classifier, at 224 px:
+    // a 7 x 7 map of 32 channels.
+    let case = case("densenet_small");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("no_classifier.safetensors");
+    let fixture = Tensor::read_safetensors(config(&case).weights.unwrap()).unwrap();
+    let no_head: Vec<(String, Tensor)> = fixture
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("classifier."))
+        .collect();
+    Tensor::write_safetensors(&no_head, &file).unwrap();
+    let cfg = BackboneConfig {
+        weights: Some(file),
+        input_size: Some(224),
+        ..config(&case)
+    };
+    let map_bb = backbones::build(&with_output(&cfg, Output::Map), Device::Cpu).unwrap();
+    let pooled_bb = backbones::build(&cfg, Device::Cpu).unwrap();
+    assert_eq!(map_bb.output_shape(), vec![49, 32]);
+    assert_eq!(pooled_bb.output_shape(), vec![32]);
+    assert!(
+        map_bb.preprocessing().ends_with(
+            "; spatial map 7x7 tokens (features.norm5 + ReLU output, row-major over h, w)"
+        ),
+        "{}",
+        map_bb.preprocessing()
+    );
+    assert_eq!(map_bb.weights_id(), pooled_bb.weights_id());
+    let x = Tensor::rand([3, 3, 224, 224], (Kind::Float, Device::Cpu));
+    let map = map_bb.forward(&x);
+    assert_eq!(map.size(), vec![3, 49, 32]);
+    let pooled = pooled_bb.forward(&x);
+    let diff = (map.mean_dim(1, false, Kind::Float) - &pooled)
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(diff <= 1e-5, "mean of the map tokens vs pooled: {diff}");
+    // After ReLU the map is non-negative, and not all zero (the comparison is not vacuous).
+    assert!(map.min().double_value(&[]) >= 0.0);
+    assert!(pooled.abs().max().double_value(&[]) > 1e-3);
+}
+
+#[test]
+fn densenet_map_through_pool_and_classifier_is_the_pytorch_output() {
+    let case = case("densenet_small");
+    let cfg = with_output(&config(&case), Output::Map);
+    let net = DenseNet::new(&cfg, Device::Cpu).unwrap();
+    let x = images(&case);
+    // 64 px: stem 32, max pool 16, three transitions 8, 4, 2.
+    assert_eq!(net.output_shape(), vec![4, 32]);
+    let map = net.forward(&x);
+    let vs = net.var_store();
+    let logits = map
+        .mean_dim(1, false, Kind::Float)
+        .matmul(&var(vs, "classifier.weight").tr())
+        + var(vs, "classifier.bias");
+    assert_close(&logits, &expected(&case)["output"], "classifier(mean(map))");
+    assert!(net.forward_pooled(&x).size() == vec![2, 10]);
+}
+
+#[test]
+fn map_shape_declared_is_the_shape_returned_at_any_input_size() {
+    let dense = |input: u32| BackboneConfig {
+        growth: Some(4),
+        block_config: Some(vec![1, 1, 1, 1]),
+        init_features: Some(8),
+        input_size: Some(input),
+        output: Some(Output::Map),
+        ..BackboneConfig::named("densenet121")
+    };
+    let ires = |input: u32| BackboneConfig {
+        layers: Some(vec![1, 1, 1, 1]),
+        width: Some(4),
+        input_size: Some(input),
+        output: Some(Output::Map),
+        ..BackboneConfig::named("iresnet18")
+    };
+    for input in [33u32, 50, 64, 97, 112, 224] {
+        for cfg in [dense(input), ires(input)] {
+            let bb = backbones::build(&cfg, Device::Cpu).unwrap();
+            let s = i64::from(input);
+            let y = bb.forward(&Tensor::rand([2, 3, s, s], (Kind::Float, Device::Cpu)));
+            let mut want = vec![2];
+            want.extend(bb.output_shape().iter().map(|&d| d as i64));
+            assert_eq!(y.size(), want, "{} at {input} px", cfg.name);
+            let side = (bb.output_shape()[0] as f64).sqrt() as usize;
+            assert_eq!(side * side, bb.output_shape()[0], "a square map");
+            let text = format!("spatial map {side}x{side} tokens");
+            assert!(bb.preprocessing().contains(&text), "{}", bb.preprocessing());
+        }
+    }
+    // Too small an input for the DenseNet's stem and transitions: an error saying so.
+    let msg = backbones::build(&dense(8), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("`densenet121`") && msg.contains("input_size 8"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn full_size_cnn_maps_are_49_tokens_of_their_last_channels() {
+    let x112 = Tensor::rand([1, 3, 112, 112], (Kind::Float, Device::Cpu));
+    let x224 = Tensor::rand([1, 3, 224, 224], (Kind::Float, Device::Cpu));
+    let map = |name: &str| with_output(&BackboneConfig::named(name), Output::Map);
+    let ir50 = backbones::build(&map("iresnet50"), Device::Cpu).unwrap();
+    assert_eq!(ir50.output_shape(), vec![49, 512]);
+    assert_eq!(ir50.forward(&x112).size(), vec![1, 49, 512]);
+    assert!(ir50.preprocessing().contains("spatial map 7x7 tokens"));
+    drop(ir50);
+    // The default DenseNet has a 342-wide classifier; the map is before it: 1024 channels.
+    let dn = backbones::build(&map("densenet121"), Device::Cpu).unwrap();
+    assert_eq!(dn.output_shape(), vec![49, 1024]);
+    assert_eq!(dn.forward(&x224).size(), vec![1, 49, 1024]);
+    // `out_dim` keeps meaning the pooled output, so the reference's `densenet` set (out_dim =
+    // 342) can write its map too.
+    let with_out_dim = BackboneConfig {
+        out_dim: Some(342),
+        ..map("densenet121")
+    };
+    assert!(backbones::build(&with_out_dim, Device::Cpu).is_ok());
+}
+
+#[test]
+fn map_output_on_a_backbone_without_a_spatial_map_is_an_error_saying_what_to_use() {
+    let cfg: BackboneConfig = toml::from_str("name = \"iresnet100\"\noutput = \"map\"\n").unwrap();
+    assert_eq!(cfg.output(), Output::Map);
+    assert!(cfg.check_fields().is_ok());
+    let bad = toml::from_str::<BackboneConfig>("name = \"iresnet100\"\noutput = \"maps\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("pooled") && bad.contains("map"), "{bad}");
+    for (name, hint) in [
+        ("hog", "drop `--output map`"),
+        ("vit_b16", "pooling = \"tokens\""),
+        ("dinov2_vitb14", "pooling = \"tokens\""),
+        ("torchscript:model.pt", "export it to return [tokens, dim]"),
+    ] {
+        let cfg = with_output(&BackboneConfig::named(name), Output::Map);
+        let msg = backbones::build(&cfg, Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains(&format!("backbone `{name}` has no spatial feature map"))
+                && msg.contains(hint),
+            "{msg}"
+        );
+        // `pooled` is what every backbone writes: allowed everywhere.
+        assert!(with_output(&cfg, Output::Pooled).check_fields().is_ok());
+    }
 }

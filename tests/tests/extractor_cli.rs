@@ -4,9 +4,12 @@
 //! truncated and empty frames are recorded as missing with a reason (and `extractor inspect`
 //! reports them); a video file gives as many frames as its frame folder; an unreadable video
 //! fails only itself; a rerun with other settings is refused unless `--overwrite`; an unwritable
-//! `--out` is a clear error that leaves nothing behind.
+//! `--out` is a clear error that leaves nothing behind. `--output map` writes a CNN backbone's
+//! spatial map as (frames, 49, C) into `<set>-map/` for a built-in name (a set that says
+//! `output = "map"` keeps its folder), and is refused for `hog` before anything is written.
 //!
-//! What it does not: test backbones other than `hog`, numerical parity with PyTorch, or speed.
+//! What it does not: test backbones other than `hog` beyond the shape of their maps, numerical
+//! parity with PyTorch (see `extractor/tests/backbones.rs`), or speed.
 //!
 //! The sample data set and one uninterrupted reference extraction are made once per test process
 //! (under cargo's `CARGO_TARGET_TMPDIR`) and shared; tests that change frames work on copies.
@@ -709,4 +712,183 @@ fn unwritable_output_is_a_clear_error_and_leaves_no_file() {
     assert!(err.contains("Not a directory"), "{stderr}");
     assert_eq!(tree(dir.path()), before, "no file left behind");
     assert_eq!(fs::read_to_string(&blocker).unwrap(), "a regular file");
+}
+
+/// A small DenseNet feature set that asks for its map itself: growth 8, one layer per block, 16
+/// stem channels: 16+8 = 24 -> 12, 12+8 = 20 -> 10, 10+8 = 18 -> 9, 9+8 = 17 channels.
+const TINY_DENSE: &str = "[sets.tiny-dense]\nname = \"densenet121\"\ngrowth = 8\n\
+                          block_config = [1, 1, 1, 1]\ninit_features = 16\nnum_classes = 0\n\
+                          output = \"map\"\n";
+
+#[test]
+fn output_map_writes_49_tokens_per_frame_into_a_map_folder() {
+    let sample = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("features.toml");
+    fs::write(&cfg, TINY_DENSE).unwrap();
+    let cache_dir = dir.path().join("cache");
+    let video = &sample.videos[0];
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "extract",
+            "--config",
+            s(&cfg),
+            "--data",
+            s(&sample.data),
+            "--out",
+            s(&cache_dir),
+            "--videos",
+            video,
+            "--batch-size",
+            "16",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let stdout = run_ok(
+        "extractor",
+        &strs(&args(&[
+            "--backbone",
+            "iresnet18",
+            "--backbone",
+            "tiny-dense",
+            "--output",
+            "map",
+        ])),
+    );
+    // The built-in name gets a `-map` folder; the set already writes its map: its own name.
+    assert_eq!(file_names(&cache_dir), ["iresnet18-map", "tiny-dense"]);
+    assert!(
+        stdout.contains(s(&cache_dir.join("iresnet18-map"))),
+        "{stdout}"
+    );
+    let (_, reference) = read(&sample.reference, video);
+    let read_set = |set: &str| {
+        cache::read_video(&cache_dir.join(set).join(format!("{video}.h5")))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    for (set, backbone, channels) in [
+        ("iresnet18-map", "iresnet18", 512),
+        ("tiny-dense", "densenet121", 17),
+    ] {
+        let (attrs, v) = read_set(set);
+        assert_eq!(
+            v.features.shape(),
+            [reference.frames.len(), 49, channels],
+            "{set}"
+        );
+        assert_eq!(v.frames, reference.frames, "{set}");
+        assert_eq!(attrs.backbone, backbone);
+        assert_eq!(attrs.dim, channels);
+        assert!(
+            attrs.preprocessing.contains("spatial map 7x7 tokens"),
+            "{set}: {}",
+            attrs.preprocessing
+        );
+        // The tokens of a frame differ (a map, not one vector repeated).
+        let all = v.features.as_slice().expect("standard layout");
+        assert_ne!(
+            all[..channels],
+            all[24 * channels..25 * channels],
+            "{set}: tokens 0 and 24 of frame 0"
+        );
+    }
+
+    // `extractor inspect` shows what the folder holds.
+    let json: serde_json::Value =
+        serde_json::from_str(&run_ok("extractor", &["inspect", "--json", s(&cache_dir)])).unwrap();
+    let ires = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backbone"] == "iresnet18-map")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert!(
+        ires["preprocessing"]
+            .as_str()
+            .unwrap()
+            .contains("spatial map 7x7 tokens"),
+        "{ires}"
+    );
+
+    // The set's pooled output goes to its own folder, and is the mean of the map's tokens.
+    run_ok(
+        "extractor",
+        &strs(&args(&["--backbone", "tiny-dense", "--output", "pooled"])),
+    );
+    assert_eq!(
+        file_names(&cache_dir),
+        ["iresnet18-map", "tiny-dense", "tiny-dense-pooled"]
+    );
+    let (attrs, pooled) = read_set("tiny-dense-pooled");
+    assert_eq!(pooled.features.shape(), [reference.frames.len(), 17]);
+    assert!(!attrs.preprocessing.contains("spatial map"));
+    let (_, map) = read_set("tiny-dense");
+    let map = map.features.as_slice().expect("standard layout");
+    let pooled = pooled.features.as_slice().expect("standard layout");
+    let mut diff = 0f32;
+    for (i, want) in pooled.iter().enumerate() {
+        let (frame, c) = (i / 17, i % 17);
+        let mean = (0..49).map(|t| map[(frame * 49 + t) * 17 + c]).sum::<f32>() / 49.0;
+        diff = diff.max((mean - want).abs());
+    }
+    assert!(diff <= 1e-5, "mean of the map tokens vs pooled: {diff}");
+}
+
+#[test]
+fn output_map_with_hog_is_an_error_naming_the_backbone_and_what_to_use() {
+    let sample = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    let out = run(
+        "extractor",
+        &[
+            "extract",
+            "--data",
+            s(&sample.data),
+            "--out",
+            s(&cache_dir),
+            "--backbone",
+            "hog",
+            "--output",
+            "map",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let err = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or("");
+    assert!(
+        err.contains("feature set \"hog\" with --output map")
+            && err.contains("backbone `hog` has no spatial feature map"),
+        "{stderr}"
+    );
+    assert!(
+        err.contains("drop `--output map`") && err.contains("densenet121"),
+        "says what to use instead: {stderr}"
+    );
+    assert!(!cache_dir.exists(), "nothing written: {stderr}");
+}
+
+#[test]
+fn extract_help_documents_the_output_flag() {
+    let help = run_ok("extractor", &["extract", "--help"]);
+    assert!(help.contains("--output <pooled|map>"), "{help}");
+    assert!(help.contains("iresnet50-map"), "{help}");
+    assert!(
+        help.contains("[49, 512]") && help.contains("[49, 1024]"),
+        "{help}"
+    );
+    assert!(
+        help.contains("Possible values:") && help.contains("- pooled:") && help.contains("- map:"),
+        "{help}"
+    );
+    // The short help lists the values too.
+    let short = run_ok("extractor", &["extract", "-h"]);
+    assert!(short.contains("--output <pooled|map>"), "{short}");
+    assert!(short.contains("possible values: pooled, map"), "{short}");
 }

@@ -1,9 +1,11 @@
 //! The configuration of one backbone: which architecture, which weights, which overrides.
 //!
 //! What it does: defines [`BackboneConfig`] (serde, as written in `configs/features.toml` or
-//! built from the command line), the pooling and feed-forward choices of the ViT family, and
+//! built from the command line), the [`Output`] choice of the CNN backbones (pooled vector or
+//! spatial map as tokens), the pooling and feed-forward choices of the ViT family, and
 //! [`BackboneConfig::check_fields`], which rejects overrides that do not apply to the named
-//! architecture (so a typo'd config is an error, not a silently different model).
+//! architecture (so a typo'd config is an error, not a silently different model), including
+//! `output = "map"` on a backbone without a spatial feature map.
 //!
 //! What it does not: build models or read weights (see [`super::build`] and [`super::weights`]).
 
@@ -21,6 +23,33 @@ pub enum Pooling {
     Cls,
     /// Every patch token (cls and register tokens dropped): `[patches, dim]` per frame.
     Tokens,
+}
+
+/// What a CNN backbone (IResNet, DenseNet) writes per frame.
+///
+/// Every other backbone has only `pooled` (HOG and TorchScript return what they compute; the ViT
+/// family chooses its tokens with [`Pooling`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    /// The backbone's vector per frame: the IResNet embedding, the DenseNet classifier output or
+    /// pooled features: `[dim]`.
+    #[default]
+    Pooled,
+    /// The last spatial feature map as tokens, row-major over (h, w): `[H*W, C]` per frame
+    /// (IResNet: the `bn2` output, `[49, 512]` at 112 px; DenseNet-121: `features.norm5` + ReLU,
+    /// `[49, 1024]` at 224 px).
+    Map,
+}
+
+impl Output {
+    /// The name used in configs, on the command line and in cache folder suffixes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Output::Pooled => "pooled",
+            Output::Map => "map",
+        }
+    }
 }
 
 /// The feed-forward block of a ViT-family backbone.
@@ -103,6 +132,10 @@ pub struct BackboneConfig {
     /// ViT: feed-forward kind (`gelu`; `swiglu` for DINOv2 ViT-g/14).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ffn: Option<Ffn>,
+    /// IResNet, DenseNet: `pooled` (default) or `map`, the last spatial feature map as
+    /// `[H*W, C]` tokens (see [`Output`]). `extractor extract --output` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Output>,
     /// Per-channel RGB mean subtracted from the [0,1] pixels (required for TorchScript).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean: Option<[f64; 3]>,
@@ -181,9 +214,39 @@ impl BackboneConfig {
         })
     }
 
-    /// Rejects overrides that the named architecture does not have, naming each one.
+    /// What the backbone writes per frame (`output`, default pooled).
+    pub fn output(&self) -> Output {
+        self.output.unwrap_or_default()
+    }
+
+    /// Rejects overrides that the named architecture does not have, naming each one, and
+    /// `output = "map"` on a backbone without a spatial feature map (saying what to use instead).
     pub fn check_fields(&self) -> anyhow::Result<()> {
         let family = self.family()?;
+        if self.output() == Output::Map {
+            let instead = match family {
+                Family::IResNet | Family::DenseNet => None,
+                Family::MaeVit | Family::Dinov2 => Some(
+                    "a ViT has patch tokens instead of a spatial map: set `pooling = \"tokens\"` \
+                     in its feature set ([patches, dim] per frame) and keep the output pooled",
+                ),
+                Family::Hog => Some(
+                    "HOG computes one histogram vector per frame: drop `--output map` / \
+                     `output = \"map\"`, or choose one of those CNN backbones",
+                ),
+                Family::TorchScript => Some(
+                    "a TorchScript module returns what its forward returns: export it to return \
+                     [tokens, dim] per frame and keep the output pooled",
+                ),
+            };
+            if let Some(instead) = instead {
+                anyhow::bail!(
+                    "backbone `{}` has no spatial feature map, so it cannot write `output = map` \
+                     (only the CNN backbones iresnet18|34|50|100 and densenet121 can); {instead}",
+                    self.name
+                );
+            }
+        }
         let set: Vec<(&str, bool)> = vec![
             ("layers", self.layers.is_some()),
             ("width", self.width.is_some()),

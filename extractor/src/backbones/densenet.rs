@@ -8,7 +8,11 @@
 //! reference's fine-tuned model), or the pooled features (1024 for DenseNet-121) when there is
 //! no classifier (`num_classes = 0`, or a checkpoint without `classifier.*`). With weights, the
 //! classifier size comes from the checkpoint. Overrides `growth`, `block_config`,
-//! `init_features` and `input_size` give small variants.
+//! `init_features` and `input_size` give small variants. With `output = "map"` it returns
+//! instead the last spatial feature map, `features.norm5` + ReLU (the input of the global average
+//! pool), as `[H*W, C]` tokens per frame (`[49, 1024]` for DenseNet-121 at 224 px); the
+//! classifier is still built and loaded but not applied, and `out_dim` still checks the pooled
+//! output.
 //!
 //! What it does not: memory-efficient checkpointing or dropout (inference only).
 
@@ -17,9 +21,9 @@ use tch::{Device, Tensor};
 
 use super::weights::init_vars;
 use super::{
-    batch_norm, channels_last, check_out_dim, conv, convs_channels_last, normalised_meta,
-    open_weights, positive, Backbone, BackboneConfig, BackboneMeta, Normalise, IMAGENET_MEAN,
-    IMAGENET_STD,
+    batch_norm, channels_last, check_out_dim, conv, convs_channels_last, map_description,
+    map_tokens, normalised_meta, open_weights, positive, Backbone, BackboneConfig, BackboneMeta,
+    Normalise, Output, IMAGENET_MEAN, IMAGENET_STD,
 };
 
 /// BatchNorm epsilon of torchvision.
@@ -57,6 +61,8 @@ struct Net {
     blocks: Vec<(Vec<DenseLayer>, Option<Transition>)>,
     norm5: BatchNorm,
     classifier: Option<Linear>,
+    /// Channels of the last feature map (the input of `norm5`).
+    channels: i64,
 }
 
 impl Net {
@@ -103,12 +109,14 @@ impl Net {
             norm5: batch_norm(&(&f / "norm5"), c, EPS, 2),
             classifier: (num_classes > 0)
                 .then(|| nn::linear(p / "classifier", c, num_classes, Default::default())),
+            channels: c,
         };
         let out = if num_classes > 0 { num_classes } else { c };
         (net, out)
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
+    /// The last feature map, `[N, C, H, W]`: `features.norm5` + ReLU.
+    fn map(&self, x: &Tensor) -> Tensor {
         let mut x = self
             .norm0
             .forward_t(&self.conv0.forward(x), false)
@@ -128,12 +136,13 @@ impl Net {
                     .avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>);
             }
         }
-        let x = self
-            .norm5
-            .forward_t(&x, false)
-            .relu_()
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1);
+        self.norm5.forward_t(&x, false).relu_()
+    }
+
+    /// The pooled output from a [`Net::map`] output: global average pool, then the classifier
+    /// if any.
+    fn pool(&self, map: &Tensor) -> Tensor {
+        let x = map.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
         match &self.classifier {
             Some(c) => c.forward(&x),
             None => x,
@@ -148,6 +157,7 @@ pub struct DenseNet {
     norm: Normalise,
     vs: nn::VarStore,
     net: Net,
+    output: Output,
 }
 
 impl DenseNet {
@@ -183,21 +193,56 @@ impl DenseNet {
                 Ok(Net::new(p, &blocks, growth, init, num_classes))
             })?;
         check_out_dim(cfg, out_dim)?;
-        let (norm, meta) = normalised_meta(
+        let output = cfg.output();
+        let side = map_side(input_size as i64, blocks.len());
+        let output_shape = match output {
+            Output::Pooled => vec![out_dim as usize],
+            Output::Map if side > 0 => vec![(side * side) as usize, net.channels as usize],
+            Output::Map => anyhow::bail!(
+                "backbone `{}`: input_size {input_size} leaves no spatial map after the stem and \
+                 {} transitions (each halves the side); use a larger `input_size`",
+                cfg.name,
+                blocks.len() - 1
+            ),
+        };
+        let (norm, mut meta) = normalised_meta(
             cfg,
             (IMAGENET_MEAN, IMAGENET_STD),
             input_size,
-            vec![out_dim as usize],
+            output_shape,
             weights.as_ref(),
             device,
         )?;
+        if output == Output::Map {
+            meta.preprocessing = format!(
+                "{}; {}",
+                meta.preprocessing,
+                map_description(side, side, "features.norm5 + ReLU")
+            );
+        }
         convs_channels_last(&vs);
         Ok(Self {
             meta,
             norm,
             vs,
             net,
+            output,
         })
+    }
+
+    /// The last spatial feature map (`features.norm5` + ReLU) of `images` (`[N,3,S,S]` RGB in
+    /// [0,1]) as `[N, H*W, C]` tokens, row-major over (h, w), whatever the configured output.
+    pub fn forward_map(&self, images: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        map_tokens(&self.net.map(&channels_last(&self.norm.apply(images))))
+    }
+
+    /// The pooled output of `images` (the classifier's, or the pooled features without one),
+    /// whatever the configured output.
+    pub fn forward_pooled(&self, images: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        self.net
+            .pool(&self.net.map(&channels_last(&self.norm.apply(images))))
     }
 
     /// The parameters and buffers, by their torchvision names. The convolution weights are
@@ -212,7 +257,17 @@ impl Backbone for DenseNet {
         &self.meta
     }
     fn forward(&self, images: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        self.net.forward(&channels_last(&self.norm.apply(images)))
+        match self.output {
+            Output::Pooled => self.forward_pooled(images),
+            Output::Map => self.forward_map(images),
+        }
     }
+}
+
+/// Side of the last feature map for an `input` side and `blocks` dense blocks: the stem
+/// convolution (7x7, stride 2, padding 3) and max pool (3x3, stride 2, padding 1) each give
+/// `(s - 1) / 2 + 1`, and each of the `blocks - 1` transitions (2x2 average pool) `s / 2`.
+fn map_side(input: i64, blocks: usize) -> i64 {
+    let stem = |s: i64| if s > 0 { (s - 1) / 2 + 1 } else { 0 };
+    (1..blocks).fold(stem(stem(input)), |s, _| s / 2)
 }

@@ -5,7 +5,10 @@
 //! `bn2`, `fc`, `features`), so arcface_torch checkpoints converted to safetensors load as they
 //! are. 112x112 RGB, normalised with mean 0.5 / std 0.5, to a 512-d embedding (the BatchNorm1d
 //! `features` output). Overrides `layers`, `width` (first-stage channels) and `input_size` give
-//! small variants; with weights, the embedding size comes from `fc.weight`.
+//! small variants; with weights, the embedding size comes from `fc.weight`. With `output = "map"`
+//! it returns instead the last spatial feature map, the `bn2` output that `fc` reads flattened,
+//! as `[H*W, C]` tokens per frame (`[49, 512]` at 112 px); `fc` and `features` are still built
+//! and loaded (the same checkpoint serves both outputs, and `out_dim` still means the embedding).
 //!
 //! What it does not: the fp16 autocast of arcface_torch (it computes in float32), or the margin
 //! heads used in training.
@@ -15,8 +18,9 @@ use tch::{Device, Tensor};
 
 use super::weights::init_vars;
 use super::{
-    batch_norm, channels_last, check_out_dim, conv, convs_channels_last, normalised_meta,
-    open_weights, positive, Backbone, BackboneConfig, BackboneMeta, Normalise,
+    batch_norm, channels_last, check_out_dim, conv, convs_channels_last, map_description,
+    map_tokens, normalised_meta, open_weights, positive, Backbone, BackboneConfig, BackboneMeta,
+    Normalise, Output,
 };
 
 /// BatchNorm epsilon of arcface_torch.
@@ -86,6 +90,10 @@ struct Net {
     bn2: BatchNorm,
     fc: Linear,
     features: BatchNorm,
+    /// Side of the last feature map (input side halved by each of the 4 stages, rounded up).
+    side: i64,
+    /// Channels of the last feature map (8 x `width`).
+    channels: i64,
 }
 
 impl Net {
@@ -113,10 +121,13 @@ impl Net {
             bn2: batch_norm(&(p / "bn2"), inplanes, EPS, 2),
             fc: nn::linear(p / "fc", inplanes * side * side, out, Default::default()),
             features: batch_norm(&(p / "features"), out, EPS, 1),
+            side,
+            channels: inplanes,
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
+    /// The last feature map, `[N, C, side, side]`: the `bn2` output.
+    fn map(&self, x: &Tensor) -> Tensor {
         let mut x = self
             .bn1
             .forward_t(&self.conv1.forward(x), false)
@@ -126,7 +137,12 @@ impl Net {
                 x = block.forward(&x);
             }
         }
-        let x = self.bn2.forward_t(&x, false).flatten(1, -1);
+        self.bn2.forward_t(&x, false)
+    }
+
+    /// The embedding of a [`Net::map`] output: flatten (over C, H, W), `fc`, `features`.
+    fn embed(&self, map: &Tensor) -> Tensor {
+        let x = map.flatten(1, -1);
         self.features.forward_t(&self.fc.forward(&x), false)
     }
 }
@@ -138,6 +154,7 @@ pub struct IResNet {
     norm: Normalise,
     vs: nn::VarStore,
     net: Net,
+    output: Output,
 }
 
 impl IResNet {
@@ -168,21 +185,49 @@ impl IResNet {
         let (vs, net) = init_vars(cfg.seed, weights.as_ref(), &cfg.name, &[], device, |p| {
             Ok(Net::new(p, &layers, width, input, out_dim))
         })?;
-        let (norm, meta) = normalised_meta(
+        let output = cfg.output();
+        let (side, channels) = (net.side, net.channels);
+        let output_shape = match output {
+            Output::Pooled => vec![out_dim as usize],
+            Output::Map => vec![(side * side) as usize, channels as usize],
+        };
+        let (norm, mut meta) = normalised_meta(
             cfg,
             ([0.5; 3], [0.5; 3]),
             input_size,
-            vec![out_dim as usize],
+            output_shape,
             weights.as_ref(),
             device,
         )?;
+        if output == Output::Map {
+            meta.preprocessing = format!(
+                "{}; {}",
+                meta.preprocessing,
+                map_description(side, side, "bn2")
+            );
+        }
         convs_channels_last(&vs);
         Ok(Self {
             meta,
             norm,
             vs,
             net,
+            output,
         })
+    }
+
+    /// The last spatial feature map (the `bn2` output) of `images` (`[N,3,S,S]` RGB in [0,1]) as
+    /// `[N, H*W, C]` tokens, row-major over (h, w), whatever the configured output.
+    pub fn forward_map(&self, images: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        map_tokens(&self.net.map(&channels_last(&self.norm.apply(images))))
+    }
+
+    /// The `[N, out_dim]` embedding of `images`, whatever the configured output.
+    pub fn forward_pooled(&self, images: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        self.net
+            .embed(&self.net.map(&channels_last(&self.norm.apply(images))))
     }
 
     /// The parameters and buffers, by their arcface_torch names. The convolution weights are
@@ -197,7 +242,9 @@ impl Backbone for IResNet {
         &self.meta
     }
     fn forward(&self, images: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        self.net.forward(&channels_last(&self.norm.apply(images)))
+        match self.output {
+            Output::Pooled => self.forward_pooled(images),
+            Output::Map => self.forward_map(images),
+        }
     }
 }

@@ -6,10 +6,14 @@
 //! MAE ViT-B/16 and DINOv2 ViT/14 with timm names), a TorchScript module ([`torchscript`]), or
 //! HOG ([`hog`]). Weights are safetensors files with the public parameter names ([`weights`]);
 //! without one, a backbone is a fixed-seed random initialisation. Each backbone applies its own
-//! normalisation and runs in eval mode (BatchNorm with running statistics).
+//! normalisation and runs in eval mode (BatchNorm with running statistics). The CNN backbones
+//! return either their pooled vector or, with `output = "map"` ([`Output`]), their last spatial
+//! feature map as `[H*W, C]` tokens ([`map_tokens`]); the map is recorded in the preprocessing
+//! text (`spatial map HxW tokens`).
 //!
 //! What it does not: decode or resize frames (the caller hands over `[N,3,S,S]` RGB in [0,1] at
-//! [`Backbone::input_size`]), batch videos, or write the cache.
+//! [`Backbone::input_size`]), batch videos, write the cache, or choose cache folders (that is
+//! [`crate::extract`]).
 
 pub mod config;
 pub mod densenet;
@@ -19,7 +23,7 @@ pub mod torchscript;
 pub mod vit;
 pub mod weights;
 
-pub use config::{BackboneConfig, Family, Ffn, Pooling, BUILTIN_NAMES};
+pub use config::{BackboneConfig, Family, Ffn, Output, Pooling, BUILTIN_NAMES};
 pub use densenet::DenseNet;
 pub use iresnet::IResNet;
 pub use torchscript::TorchScript;
@@ -252,6 +256,19 @@ pub(crate) fn convs_channels_last(vs: &tch::nn::VarStore) {
     });
 }
 
+/// A `[N,C,H,W]` feature map as `[N,H*W,C]` tokens, row-major over (h, w): token `h * W + w`
+/// is the channel vector at row `h`, column `w`.
+pub fn map_tokens(x: &Tensor) -> Tensor {
+    let (n, c, h, w) = x.size4().expect("a feature map is [N, C, H, W]");
+    x.permute([0, 2, 3, 1]).reshape([n, h * w, c])
+}
+
+/// The text a spatial-map backbone appends to its preprocessing in the cache: the map's side
+/// and which layer it is, e.g. `spatial map 7x7 tokens (bn2 output, row-major over h, w)`.
+pub(crate) fn map_description(h: i64, w: i64, layer: &str) -> String {
+    format!("spatial map {h}x{w} tokens ({layer} output, row-major over h, w)")
+}
+
 /// A bias-free 2-d convolution with PyTorch's names and default (Kaiming uniform) init.
 pub(crate) fn conv(
     p: &tch::nn::Path,
@@ -278,6 +295,25 @@ pub(crate) fn conv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn map_tokens_are_row_major_over_height_then_width() {
+        // [1, 2, 2, 3]: channel 0 holds 0..6, channel 1 holds 100..106.
+        let x = Tensor::cat(
+            &[
+                Tensor::arange(6, (Kind::Float, Device::Cpu)),
+                Tensor::arange(6, (Kind::Float, Device::Cpu)) + 100.0,
+            ],
+            0,
+        )
+        .view([1, 2, 2, 3]);
+        let t = map_tokens(&channels_last(&x));
+        assert_eq!(t.size(), [1, 6, 2]);
+        let got = Vec::<f32>::try_from(t.contiguous().view([-1])).unwrap();
+        let want: Vec<f32> = (0..6).flat_map(|i| [i as f32, 100.0 + i as f32]).collect();
+        assert_eq!(got, want);
+        assert!(map_tokens(&x).equal(&map_tokens(&channels_last(&x))));
+    }
 
     #[test]
     fn normalised_meta_takes_config_overrides_else_defaults() {

@@ -39,7 +39,18 @@ pub struct SampleDataArgs {
     /// a fixed random projection of the latent state plus noise (no pixels needed).
     #[arg(long, value_name = "DIM")]
     pub synthetic_features: Option<usize>,
-    /// Skip the JPEG frames (annotations and, with --synthetic-features, features only).
+    /// Also write a token cache `<out>/features/synthetic-tokens/<video>.h5` of shape
+    /// (frames, N, --token-dim), like a backbone's spatial map (IResNet's 7 x 7 map is 49
+    /// tokens): tokens tile the face, each AU shows mostly in the tokens of its region (upper-face
+    /// AUs in the top rows, lower-face AUs below), valence, arousal, expression and nuisance in
+    /// every token. Independent of --synthetic-features (either, both or none).
+    #[arg(long, value_name = "N")]
+    pub synthetic_tokens: Option<usize>,
+    /// Width of each synthetic token (with --synthetic-tokens).
+    #[arg(long, value_name = "C", default_value_t = sample::tokens::DEFAULT_TOKEN_DIM)]
+    pub token_dim: usize,
+    /// Skip the JPEG frames (annotations and, with --synthetic-features or --synthetic-tokens,
+    /// features only).
     #[arg(long)]
     pub no_frames: bool,
     /// Give every video exactly --frames frames (e.g. 64 x 1500 for the benchmark).
@@ -56,6 +67,8 @@ impl SampleDataArgs {
             seed: self.seed,
             size: self.size,
             synthetic_features: self.synthetic_features,
+            synthetic_tokens: self.synthetic_tokens,
+            token_dim: self.token_dim,
             write_frames: !self.no_frames,
             equal_lengths: self.equal_lengths,
         }
@@ -141,6 +154,17 @@ pub fn report(cfg: &SampleConfig, s: &SampleSummary) -> String {
             s.feature_files
         );
     }
+    if s.token_files > 0 {
+        let _ = writeln!(
+            t,
+            "  tokens:      {}/{}/ ({} files, {} tokens x {} per frame)",
+            p.features.display(),
+            sample::tokens::BACKBONE,
+            s.token_files,
+            cfg.synthetic_tokens.unwrap_or_default(),
+            cfg.token_dim
+        );
+    }
     for stale in &s.removed_stale {
         let _ = writeln!(
             t,
@@ -201,6 +225,8 @@ mod tests {
                 seed: 9,
                 size: 24,
                 synthetic_features: Some(4),
+                synthetic_tokens: None,
+                token_dim: 32,
                 write_frames: false,
                 equal_lengths: true,
             }
@@ -209,6 +235,87 @@ mod tests {
         assert!(out.join("training_set_annotations.txt").is_file());
         assert!(out.join("features/synthetic/synth-001.h5").is_file());
         assert!(!out.join("cropped_aligned").exists());
+    }
+
+    #[test]
+    fn synthetic_tokens_flags_write_token_files_of_that_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sample");
+        let cli = Cli::try_parse_from([
+            "x",
+            "--out",
+            out.to_str().unwrap(),
+            "--videos",
+            "3",
+            "--frames",
+            "30",
+            "--synthetic-tokens",
+            "4",
+            "--token-dim",
+            "8",
+            "--no-frames",
+        ])
+        .unwrap();
+        let cfg = cli.args.config();
+        assert_eq!((cfg.synthetic_tokens, cfg.token_dim), (Some(4), 8));
+        assert_eq!(cfg.synthetic_features, None);
+        run(&cli.args).unwrap();
+        let features = out.join("features");
+        assert!(!features.join("synthetic").exists());
+        let videos = shared::cache::list_videos(&features, "synthetic-tokens").unwrap();
+        assert_eq!(videos.len(), 3);
+        for video in &videos {
+            let path = shared::cache::video_path(&features, "synthetic-tokens", video);
+            let (attrs, got) = shared::cache::read_video(&path).unwrap();
+            assert_eq!(
+                (attrs.backbone.as_str(), attrs.dim),
+                ("synthetic-tokens", 8)
+            );
+            let shape = got.features.shape();
+            assert_eq!((shape.len(), shape[1], shape[2]), (3, 4, 8));
+            assert_eq!(shape[0], got.frames.len());
+            assert!(shape[0] > 0);
+        }
+        let readme = std::fs::read_to_string(out.join("README.txt")).unwrap();
+        assert!(
+            readme.contains("--synthetic-tokens 4 --token-dim 8"),
+            "{readme}"
+        );
+        let summary = sample::generate(&out, &cfg).unwrap();
+        let printed = report(&cfg, &summary);
+        assert!(
+            printed.contains("synthetic-tokens/ (3 files, 4 tokens x 8 per frame)"),
+            "{printed}"
+        );
+        // Without --synthetic-tokens the width is the default and nothing about tokens is written.
+        let plain = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(plain.args.config().token_dim, 32);
+        assert!(!plain.args.config().to_args().contains("token"));
+    }
+
+    #[test]
+    fn zero_tokens_or_zero_token_width_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_str().unwrap();
+        for (flags, expected) in [
+            (
+                ["--synthetic-tokens", "0", "--token-dim", "8"],
+                "--synthetic-tokens 0",
+            ),
+            (
+                ["--synthetic-tokens", "4", "--token-dim", "0"],
+                "--token-dim 0",
+            ),
+        ] {
+            let mut argv = vec!["x", "--out", out, "--no-frames"];
+            argv.extend(flags);
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let err = format!("{:#}", run(&cli.args).unwrap_err());
+            assert!(
+                err.contains(expected) && err.contains("at least 1"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

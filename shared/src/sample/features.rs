@@ -22,15 +22,19 @@ pub const BACKBONE: &str = "synthetic";
 
 /// Length of the latent vector of one frame.
 pub const LATENT_DIM: usize = 2 + N_EXPR + N_AU + 6;
+/// Index of the first AU intensity (AU1) in the latent vector.
+pub const LATENT_AU: usize = 2 + N_EXPR;
+/// Index of eye closure in the latent vector.
+pub const LATENT_EYE_CLOSURE: usize = LATENT_AU + N_AU;
 
 /// Standard deviation of the per-frame noise added in latent space.
 const LATENT_NOISE: f32 = 0.35;
 /// ... on frames with an occluder.
 const OCCLUDED_LATENT_NOISE: f32 = 1.0;
 /// Standard deviation of the per-dimension noise of each frame.
-const FEATURE_NOISE: f32 = 0.5;
+pub(crate) const FEATURE_NOISE: f32 = 0.5;
 /// Standard deviation of the per-video offset of each dimension.
-const VIDEO_OFFSET: f32 = 0.5;
+pub(crate) const VIDEO_OFFSET: f32 = 0.5;
 /// Scale of the projection entries.
 const PROJECTION_SCALE: f32 = 0.6;
 
@@ -41,7 +45,7 @@ pub fn latent_vector(s: &FrameState) -> [f32; LATENT_DIM] {
     z[0] = s.valence;
     z[1] = s.arousal;
     z[2 + s.expression as usize] = 1.0;
-    z[2 + N_EXPR..2 + N_EXPR + N_AU].copy_from_slice(&s.au_intensity);
+    z[LATENT_AU..LATENT_AU + N_AU].copy_from_slice(&s.au_intensity);
     let rest = [
         s.eye_closure,
         s.pose.yaw,
@@ -50,14 +54,31 @@ pub fn latent_vector(s: &FrameState) -> [f32; LATENT_DIM] {
         s.light.gain - 1.0,
         if s.occlusion.is_some() { 1.0 } else { 0.0 },
     ];
-    z[2 + N_EXPR + N_AU..].copy_from_slice(&rest);
+    z[LATENT_EYE_CLOSURE..].copy_from_slice(&rest);
     z
 }
 
 /// The fixed random projection `W` (LATENT_DIM x dim) of the data set made with `seed`.
 pub fn projection(seed: u64, dim: usize) -> Array2<f32> {
-    let mut rng = video_rng(seed, u64::MAX, Stream::Projection);
+    random_projection(seed, Stream::Projection, dim)
+}
+
+/// A random projection (LATENT_DIM x dim) drawn from stream `purpose` of `seed` alone (shared by
+/// all videos), with entries of standard deviation 0.6.
+pub(crate) fn random_projection(seed: u64, purpose: Stream, dim: usize) -> Array2<f32> {
+    let mut rng = video_rng(seed, u64::MAX, purpose);
     Array2::from_shape_simple_fn((LATENT_DIM, dim), || PROJECTION_SCALE * normal(&mut rng))
+}
+
+/// The states of the frames of `plan` that have an image (the rows a cache file holds).
+pub(crate) fn frames_with_image<'a>(
+    plan: &VideoPlan,
+    states: &'a [FrameState],
+) -> Vec<&'a FrameState> {
+    states
+        .iter()
+        .filter(|s| plan.has_image[s.frame as usize - 1])
+        .collect()
 }
 
 /// The cache attributes of the synthetic features of dimension `dim` made with `seed`.
@@ -84,10 +105,7 @@ pub fn video_features(
     let dim = w.ncols();
     let mut rng = video_rng(seed, plan.index as u64, Stream::Features);
     let offset: Vec<f32> = (0..dim).map(|_| VIDEO_OFFSET * normal(&mut rng)).collect();
-    let kept: Vec<&FrameState> = states
-        .iter()
-        .filter(|s| plan.has_image[s.frame as usize - 1])
-        .collect();
+    let kept = frames_with_image(plan, states);
     let z = fill_latents(Array2::zeros((kept.len(), LATENT_DIM)), &kept, &mut rng);
     let mut x = z.dot(w);
     for mut row in x.rows_mut() {
@@ -103,7 +121,11 @@ pub fn video_features(
 }
 
 /// Latent vectors plus latent-space noise, one row per kept frame.
-fn fill_latents(mut z: Array2<f32>, kept: &[&FrameState], rng: &mut ChaCha8Rng) -> Array2<f32> {
+pub(crate) fn fill_latents(
+    mut z: Array2<f32>,
+    kept: &[&FrameState],
+    rng: &mut ChaCha8Rng,
+) -> Array2<f32> {
     for (mut row, s) in z.rows_mut().into_iter().zip(kept) {
         let sd = if s.occlusion.is_some() {
             OCCLUDED_LATENT_NOISE
@@ -130,7 +152,8 @@ mod tests {
         let one_hot = &z[2..2 + N_EXPR];
         assert_eq!(one_hot.iter().sum::<f32>(), 1.0);
         assert_eq!(one_hot[s.expression as usize], 1.0);
-        assert_eq!(&z[2 + N_EXPR..2 + N_EXPR + N_AU], &s.au_intensity);
+        assert_eq!(&z[LATENT_AU..LATENT_AU + N_AU], &s.au_intensity);
+        assert_eq!(z[LATENT_EYE_CLOSURE], s.eye_closure);
         assert_eq!(
             z[LATENT_DIM - 1],
             if s.occlusion.is_some() { 1.0 } else { 0.0 }

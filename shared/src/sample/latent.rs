@@ -42,6 +42,10 @@ pub enum Stream {
     Features = 8,
     /// The fixed random projection of the synthetic features (shared by all videos).
     Projection = 9,
+    /// Per-video offsets and per-frame noise of the synthetic tokens.
+    TokenFeatures = 10,
+    /// The fixed random projection of the synthetic tokens (shared by all videos and tokens).
+    TokenProjection = 11,
 }
 
 /// The random stream `purpose` of video `index` under `seed`: a ChaCha8 generator keyed by all

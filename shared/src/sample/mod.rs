@@ -10,6 +10,7 @@
 //! <out>/test_set_annotations.txt                their truth (the real challenge withholds it)
 //! <out>/{VA_Estimation,EXPR_Classification,AU_Detection}_Challenge/{Train,Validation}_Set/<video>.txt
 //! <out>/features/synthetic/<video>.h5           with `synthetic_features` (all videos)
+//! <out>/features/synthetic-tokens/<video>.h5    with `synthetic_tokens`: (frames, tokens, dim)
 //! <out>/README.txt                              arguments, split and injected faults
 //! ```
 //!
@@ -21,6 +22,8 @@
 //! - [`layout`]: ids, split, lengths and the faults of real data (unannotated blocks, frames
 //!   without image, invalid labels);
 //! - [`features`]: the synthetic feature cache (a random projection of the latent state);
+//! - [`tokens`]: the synthetic token cache (the same projection per face region, as a
+//!   backbone's spatial map: each AU lives mostly in a few tokens);
 //! - [`write`](mod@write): the files.
 //!
 //! Everything is deterministic: each video draws from its own ChaCha streams keyed by
@@ -34,6 +37,7 @@ pub mod face;
 pub mod features;
 pub mod latent;
 pub mod layout;
+pub mod tokens;
 pub mod write;
 
 #[cfg(test)]
@@ -51,7 +55,8 @@ use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// What to generate. `Default` is the demo set: 96 videos of about 100 frames (64 train,
-/// 16 validation, 16 test; about 9,400 frames), seed 7, 112 px JPEGs, no synthetic features.
+/// 16 validation, 16 test; about 9,400 frames), seed 7, 112 px JPEGs, no synthetic features or
+/// tokens.
 ///
 /// Why many short videos: each video is one identity, and identity is most of what a face
 /// descriptor sees (in the HOG features of the demo, 67-76% of the variance lies between videos,
@@ -73,6 +78,10 @@ pub struct SampleConfig {
     pub size: u32,
     /// Also write the synthetic feature cache with this many dimensions.
     pub synthetic_features: Option<usize>,
+    /// Also write the synthetic token cache with this many tokens per frame (see [`tokens`]).
+    pub synthetic_tokens: Option<usize>,
+    /// Width of each synthetic token (used with `synthetic_tokens`; at least 1).
+    pub token_dim: usize,
     /// Write the JPEG frames (false: annotations and features only).
     pub write_frames: bool,
     /// Every video has exactly `frames` frames.
@@ -87,6 +96,8 @@ impl Default for SampleConfig {
             seed: 7,
             size: 112,
             synthetic_features: None,
+            synthetic_tokens: None,
+            token_dim: tokens::DEFAULT_TOKEN_DIM,
             write_frames: true,
             equal_lengths: false,
         }
@@ -102,6 +113,12 @@ impl SampleConfig {
         );
         if let Some(dim) = self.synthetic_features {
             args.push_str(&format!(" --synthetic-features {dim}"));
+        }
+        if let Some(n) = self.synthetic_tokens {
+            args.push_str(&format!(
+                " --synthetic-tokens {n} --token-dim {}",
+                self.token_dim
+            ));
         }
         if !self.write_frames {
             args.push_str(" --no-frames");
@@ -135,6 +152,15 @@ impl SampleConfig {
                 "--synthetic-features 0: the feature dimension must be at least 1".to_owned(),
             );
         }
+        if self.synthetic_tokens == Some(0) {
+            return bad(
+                "--synthetic-tokens 0: the number of tokens per frame must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if self.token_dim == 0 {
+            return bad("--token-dim 0: the width of each token must be at least 1".to_owned());
+        }
         Ok(())
     }
 }
@@ -154,7 +180,8 @@ pub struct SamplePaths {
     pub test_list: PathBuf,
     /// `test_set_annotations.txt`.
     pub test_annotations: PathBuf,
-    /// `features/`: the feature cache root (the synthetic features go to `features/synthetic/`).
+    /// `features/`: the feature cache root (the synthetic features go to `features/synthetic/`,
+    /// the synthetic tokens to `features/synthetic-tokens/`).
     pub features: PathBuf,
     /// `README.txt`.
     pub readme: PathBuf,
@@ -206,6 +233,8 @@ pub struct SampleSummary {
     pub task_all_invalid: Option<(VideoId, Task)>,
     /// Synthetic feature files written (one per video, or none).
     pub feature_files: usize,
+    /// Synthetic token files written (one per video, or none).
+    pub token_files: usize,
     /// Feature caches of an earlier data set made with other arguments, removed as stale.
     pub removed_stale: Vec<PathBuf>,
 }
@@ -235,10 +264,14 @@ pub fn generate_with_progress(
     let projection = cfg
         .synthetic_features
         .map(|dim| features::projection(cfg.seed, dim));
+    let token_model = cfg
+        .synthetic_tokens
+        .map(|n| tokens::TokenModel::new(cfg.seed, n, cfg.token_dim));
     let videos: Vec<write::VideoOutput> = plans
         .par_iter()
         .map(|plan| {
-            let written = write::write_video(&paths, cfg, plan, projection.as_ref());
+            let written =
+                write::write_video(&paths, cfg, plan, projection.as_ref(), token_model.as_ref());
             on_video(plan);
             written
         })
@@ -268,6 +301,7 @@ pub fn generate_with_progress(
             .iter()
             .find_map(|p| p.task_all_invalid.map(|t| (p.id.clone(), t))),
         feature_files: videos.iter().filter(|v| v.features).count(),
+        token_files: videos.iter().filter(|v| v.tokens).count(),
         removed_stale,
         paths,
     })

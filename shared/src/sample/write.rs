@@ -1,17 +1,20 @@
-//! Writing the sample data set: frames, annotation files, the synthetic feature cache, README.
+//! Writing the sample data set: frames, annotation files, the synthetic feature and token
+//! caches, README.
 //!
 //! What it does: encode frames as JPEG (fixed quality, so output is deterministic) into
 //! `cropped_aligned/<video>/`, write the MTL and per-task annotation files and the test list
-//! with the [`crate::abaw`] writers, the features with [`crate::cache::write_video`], and a
-//! README.txt that explains the data set; clear an earlier sample data set first.
+//! with the [`crate::abaw`] writers, the features and tokens with
+//! [`crate::cache::write_video`], and a README.txt that explains the data set; clear an earlier
+//! sample data set first.
 //!
 //! What it does not: decide any content (that is [`super::latent`], [`super::face`],
-//! [`super::layout`] and [`super::features`]).
+//! [`super::layout`], [`super::features`] and [`super::tokens`]).
 
 use super::face::{identity, render_face};
 use super::features;
 use super::latent::{simulate_video, FrameState};
 use super::layout::{split_counts, SampleSplit, VideoPlan};
+use super::tokens::{self, TokenModel};
 use super::{SampleConfig, SamplePaths};
 use crate::abaw::{
     per_task_path, write_mtl_annotations, write_per_task_file, write_test_list, FrameRef, PerTask,
@@ -45,6 +48,8 @@ pub struct VideoOutput {
     pub images: usize,
     /// Whether a synthetic feature file was written.
     pub features: bool,
+    /// Whether a synthetic token file was written.
+    pub tokens: bool,
 }
 
 /// Encode a frame as a JPEG of quality [`JPEG_QUALITY`].
@@ -88,6 +93,7 @@ pub fn prepare_output(paths: &SamplePaths, cfg: &SampleConfig) -> Result<Vec<Pat
         paths.test_list.clone(),
         paths.test_annotations.clone(),
         paths.features.join(features::BACKBONE),
+        paths.features.join(tokens::BACKBONE),
     ];
     owned.extend(PerTask::ALL.iter().map(|t| root.join(t.folder())));
     let previous_args = readme.lines().find_map(|l| l.strip_prefix(ARGS_PREFIX));
@@ -110,13 +116,14 @@ pub fn prepare_output(paths: &SamplePaths, cfg: &SampleConfig) -> Result<Vec<Pat
     Ok(stale)
 }
 
-/// Simulate one video, write its frames (if `cfg.write_frames`) and its synthetic features (if
-/// `projection` is given).
+/// Simulate one video, write its frames (if `cfg.write_frames`), its synthetic features (if
+/// `projection` is given) and its synthetic tokens (if `token_model` is given).
 pub fn write_video(
     paths: &SamplePaths,
     cfg: &SampleConfig,
     plan: &VideoPlan,
     projection: Option<&Array2<f32>>,
+    token_model: Option<&TokenModel>,
 ) -> Result<VideoOutput> {
     let states = simulate_video(cfg.seed, plan.index, plan.n_frames);
     let mut images = 0;
@@ -147,10 +154,21 @@ pub fn write_video(
         }
         None => false,
     };
+    let tokens = match token_model {
+        Some(model) => {
+            let path = crate::cache::video_path(&paths.features, tokens::BACKBONE, &plan.id);
+            let attrs = tokens::cache_attrs(cfg.seed, model.layout.len(), model.dim());
+            let data = tokens::video_tokens(cfg.seed, plan, &states, model);
+            crate::cache::write_video(&path, &attrs, &data)?;
+            true
+        }
+        None => false,
+    };
     Ok(VideoOutput {
         states,
         images,
         features,
+        tokens,
     })
 }
 
@@ -247,6 +265,31 @@ Files
              \x20                                        projection of the latent state plus noise and a\n\
              \x20                                        per-video offset (all videos, frames with images)"
         );
+    }
+    if let Some(n) = cfg.synthetic_tokens {
+        let layout = tokens::TokenLayout::new(n);
+        let _ = writeln!(
+            t,
+            "  features/synthetic-tokens/<video>.h5   synthetic token cache, shape (frames, {n}, {dim}),\n\
+             \x20                                        all videos, frames with images: a made-up\n\
+             \x20                                        spatial map. Tokens tile the aligned face in\n\
+             \x20                                        {rows} x {cols} regions (row-major, token 0 top left).\n\
+             \x20                                        An AU shows with gain 1 in the tokens of its\n\
+             \x20                                        region and {outside} elsewhere; valence, arousal,\n\
+             \x20                                        expression, pose, lighting and occlusion show\n\
+             \x20                                        in every token with gain {global}. One projection\n\
+             \x20                                        for all tokens, plus noise and a per-video,\n\
+             \x20                                        per-token offset.\n\
+             \x20                                        Regions:",
+            dim = cfg.token_dim,
+            rows = layout.rows,
+            cols = layout.cols,
+            outside = tokens::OUTSIDE_GAIN,
+            global = tokens::GLOBAL_GAIN,
+        );
+        for line in layout.describe().lines() {
+            let _ = writeln!(t, "{:43}{line}", "");
+        }
     }
     let _ = writeln!(
         t,

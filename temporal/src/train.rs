@@ -373,7 +373,6 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
         tch::set_num_threads(n as i32);
     }
     let device = parse_device(&cfg.device)?;
-    let dir = RunDir::create(&cfg.run_dir())?;
     let cache = cfg.cache_root();
 
     let (train_labels, val_labels) = labelled_splits(cfg)?;
@@ -383,6 +382,25 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
     };
     let train_data = load(&train_labels)?;
     let val_data = load(&val_labels)?;
+    let mut model_cfg = cfg.model.clone();
+    model_cfg.feat_dim = train_data.dim() as i64;
+    model_cfg.tokens = train_data.tokens as i64;
+    model_cfg.tasks = HeadTask::for_tasks(&cfg.tasks);
+    model_cfg.validate().with_context(|| {
+        format!(
+            "the model cannot read the features {} ({} per frame, {} dims)",
+            cfg.features.join("+"),
+            if train_data.tokens == 1 {
+                "one vector".to_string()
+            } else {
+                format!("{} tokens", train_data.tokens)
+            },
+            train_data.dim()
+        )
+    })?;
+
+    // The run folder appears only once the data and the model fit together.
+    let dir = RunDir::create(&cfg.run_dir())?;
     // A resumed run that finished an epoch continues from its own weights; otherwise the run
     // starts afresh (from --init-from's weights, if given).
     let mut progress = if resume {
@@ -413,24 +431,8 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
     norm.apply(&mut train_data.token_rows())?;
     norm.apply(&mut val_data.token_rows())?;
 
-    let mut model_cfg = cfg.model.clone();
-    model_cfg.feat_dim = train_data.dim() as i64;
-    model_cfg.tokens = train_data.tokens as i64;
-    model_cfg.tasks = HeadTask::for_tasks(&cfg.tasks);
     let mut loss_cfg = cfg.loss.clone();
     loss_cfg.resolve_auto(&train_data.labels);
-    model_cfg.validate().with_context(|| {
-        format!(
-            "the model cannot read the features {} ({} per frame, {} dims)",
-            cfg.features.join("+"),
-            if train_data.tokens == 1 {
-                "one vector".to_string()
-            } else {
-                format!("{} tokens", train_data.tokens)
-            },
-            train_data.dim()
-        )
-    })?;
 
     let mut resolved = cfg.clone();
     resolved.model = model_cfg.clone();

@@ -82,6 +82,39 @@ pub fn synthetic_sample(
     run_ok("extractor", &args);
 }
 
+/// As [`synthetic_sample`], with a token cache instead (`--synthetic-tokens tokens --token-dim
+/// width`, `features/synthetic-tokens/`): a spatial map whose AUs live in face regions.
+pub fn synthetic_token_sample(
+    dir: &Path,
+    videos: usize,
+    frames: usize,
+    tokens: usize,
+    width: usize,
+    seed: u64,
+) {
+    let [videos, frames, tokens, width, seed] =
+        [videos, frames, tokens, width, seed as usize].map(|n| n.to_string());
+    run_ok(
+        "extractor",
+        &[
+            "sample-data",
+            "--out",
+            dir.to_str().expect("UTF-8 path"),
+            "--videos",
+            &videos,
+            "--frames",
+            &frames,
+            "--no-frames",
+            "--seed",
+            &seed,
+            "--synthetic-tokens",
+            &tokens,
+            "--token-dim",
+            &width,
+        ],
+    );
+}
+
 /// A run folder's `metrics.jsonl`, one object per epoch, without the timings (`seconds`,
 /// `train_fps`, `val_fps`): the part two runs of the same configuration must share.
 pub fn deterministic_metrics(run_dir: &Path) -> Vec<serde_json::Value> {

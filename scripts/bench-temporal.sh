@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# `make bench-temporal`: training and inference frames/s of `temporal bench` beside the PyTorch
-# peer ../shared/peers/torch_temporal_ref.py, for every arch x topology, in one run, on the same
-# sizes (64 videos x 1500 frames x 2134 dims, B=8, l=250), threads, warm-up and step caps.
-# The two never run at the same time. Prints one Markdown table (ratios = ours / peer) and keeps
-# the raw JSON in $OUT.
+# `make bench-temporal`: training and inference frames/s of `temporal bench` beside a PyTorch
+# peer, in one run, on the same sizes, threads, warm-up and step caps. The two never run at the
+# same time. Prints one Markdown table (ratios = ours / peer; its first line names the CPU) and
+# keeps the raw JSON in $OUT.
+#
+# Configurations:
+#   ARCH/TOPOLOGY (gru/basic ... transformer/feedback): the temporal reference against
+#     ../shared/peers/torch_temporal_ref.py (64 videos x 1500 frames x 2134 dims, B=8, l=250);
+#   system/NAME-D or system/NAME-TxD: the training config configs/bench/NAME.toml (or else
+#     configs/systems/NAME.toml) on D-wide features (T tokens of D: a backbone map), through
+#     `temporal bench --system`, against scripts/bench/torch_frame_ref.py (the same config, the
+#     models of scripts/fixtures/affect_refs.py); frame-level models train on shuffled frames in
+#     batches of the config's batch_size (256) and infer on batches of as many frames. Data:
+#     16 videos x 1000 frames (4 x 500 for token inputs).
 #
 # Environment:
 #   THREADS=2          libtorch threads of both
-#   STEPS=N            cap every timed pass at N steps (default: per arch x topology, below)
+#   STEPS=N            cap every timed pass at N steps (default: per configuration, below)
 #   EPOCHS=3           timed training passes;  INFER_REPS=3 timed inference passes (per run)
 #   ROUNDS=2           runs of each side per configuration, alternating who goes first
-#   CONFIGS="gru/basic lstm/feedback ..."   a subset (default: all 9)
+#   CONFIGS="gru/basic system/anfl-512 ..."   a subset (default: all 13)
 #   PEERS=../shared/peers   OUT=out/bench-temporal   SKIP_BUILD=1 (use the existing release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,27 +30,55 @@ INFER_REPS=${INFER_REPS:-3}
 ROUNDS=${ROUNDS:-2}
 PEERS=${PEERS:-../shared/peers}
 OUT=${OUT:-out/bench-temporal}
-CONFIGS=${CONFIGS:-"gru/basic gru/share-bottom gru/feedback lstm/basic lstm/share-bottom lstm/feedback transformer/basic transformer/share-bottom transformer/feedback"}
+CONFIGS=${CONFIGS:-"gru/basic gru/share-bottom gru/feedback lstm/basic lstm/share-bottom lstm/feedback transformer/basic transformer/share-bottom transformer/feedback system/anfl-512 system/anfl-1288 system/mtca-1288 system/lrp-arl-ff-49x512"}
 
-# Timed steps per pass (2000 frames each), chosen as the peer README's (gru 4, transformer 8,
-# lstm 2, lstm feedback 1) and scaled down for the heavier topologies so that a run stays short.
+# Timed steps per pass: for ARCH/TOPOLOGY 2000 frames each, chosen as the peer README's (gru 4,
+# transformer 8, lstm 2, lstm feedback 1) and scaled down for the heavier topologies so that a
+# run stays short; for the systems 256 frames each, so that a training pass takes 3-5 s on 2
+# cores (a step of ANFL 512-d ~0.1 s, 1288-d ~0.55 s, MTCA 1288-d with SAM ~1.1 s, LRP-ARL-FF
+# ~3 s; inference passes take the same steps, 3-5 times faster).
 default_steps() {
   case "$1" in
+    system/anfl-512) echo 40 ;;
+    system/anfl-1288) echo 8 ;;
+    system/mtca-1288) echo 4 ;;
+    system/lrp-arl-ff-49x512) echo 1 ;;
+    system/*) echo 4 ;;
     gru/basic) echo 4 ;;
     gru/share-bottom | gru/feedback) echo 2 ;;
     lstm/basic) echo 2 ;;
     lstm/share-bottom | lstm/feedback) echo 1 ;;
     transformer/basic) echo 8 ;;
     transformer/share-bottom | transformer/feedback) echo 4 ;;
-    *) echo "bench-temporal: unknown configuration $1 (expected ARCH/TOPOLOGY)" >&2; return 1 ;;
+    *) echo "bench-temporal: unknown configuration $1 (expected ARCH/TOPOLOGY or system/NAME-D)" >&2; return 1 ;;
   esac
 }
 
 PEER="$PEERS/torch_temporal_ref.py"
-if [ ! -f "$PEER" ]; then
-  echo "bench-temporal: the peer $PEER is missing; set PEERS=<folder of torch_temporal_ref.py>" >&2
-  exit 1
-fi
+FRAME_PEER=scripts/bench/torch_frame_ref.py
+for c in $CONFIGS; do
+  if [ "${c%%/*}" != system ] && [ ! -f "$PEER" ]; then
+    echo "bench-temporal: the peer $PEER is missing; set PEERS=<folder of torch_temporal_ref.py>" >&2
+    exit 1
+  fi
+done
+# system/NAME-D or system/NAME-TxD -> the config file, tokens and dim (the globals SYS_*).
+parse_system() {
+  local spec=${1#system/} size
+  size=${spec##*-}
+  local name=${spec%-*}
+  case "$size" in
+    *x*) SYS_TOKENS=${size%x*}; SYS_DIM=${size#*x} ;;
+    *) SYS_TOKENS=1; SYS_DIM=$size ;;
+  esac
+  SYS_FILE=configs/bench/$name.toml
+  [ -f "$SYS_FILE" ] || SYS_FILE=configs/systems/$name.toml
+  if [ "$spec" = "$size" ] || [ ! -f "$SYS_FILE" ] || ! [[ "$SYS_DIM$SYS_TOKENS" =~ ^[0-9]+$ ]]; then
+    echo "bench-temporal: $1: expected system/NAME-D or system/NAME-TxD with configs/bench/NAME.toml or configs/systems/NAME.toml" >&2
+    return 1
+  fi
+  if [ "$SYS_TOKENS" -gt 1 ]; then SYS_DATA=(--videos 4 --frames 500); else SYS_DATA=(--videos 16 --frames 1000); fi
+}
 if [ -z "${SKIP_BUILD:-}" ]; then
   cargo build --release --bins
 fi
@@ -52,15 +89,23 @@ PY=$(bash scripts/fixtures/venv.sh)
 
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 failed=0
 run_one() { # who config steps round
   local who=$1 c=$2 steps=$3 r=$4 arch=${2%%/*} topology=${2#*/}
   local base="$OUT/$arch-$topology.$who.$r"
-  local args=(--arch "$arch" --topology "$topology" --threads "$THREADS" --max-steps "$steps"
-    --epochs "$EPOCHS" --infer-reps "$INFER_REPS")
+  local args=(--threads "$THREADS" --max-steps "$steps" --epochs "$EPOCHS" --infer-reps "$INFER_REPS")
+  local peer=$PEER
+  if [ "$arch" = system ]; then
+    parse_system "$c" || { failed=1; return; }
+    args+=(--system "$SYS_FILE" --dim "$SYS_DIM" --tokens "$SYS_TOKENS" "${SYS_DATA[@]}")
+    peer=$FRAME_PEER
+  else
+    args+=(--arch "$arch" --topology "$topology")
+  fi
   echo "bench-temporal: round $r/$ROUNDS, $c, $steps steps per pass: $who" >&2
   local cmd=("$TEMPORAL" bench)
-  [ "$who" = peer ] && cmd=("$PY" "$PEER")
+  [ "$who" = peer ] && cmd=("$PY" "$peer")
   if ! "${cmd[@]}" "${args[@]}" >"$base.json" 2>"$base.log"; then
     echo "bench-temporal: $who failed on $c; see $base.log" >&2
     rm -f "$base.json"
@@ -80,6 +125,7 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
-"$PY" scripts/bench_temporal_table.py "$OUT" $CONFIGS | tee "$OUT/table.md"
+BENCH_LOAD_START="$LOAD_START" BENCH_THREADS="$THREADS" \
+  "$PY" scripts/bench_temporal_table.py "$OUT" $CONFIGS | tee "$OUT/table.md"
 echo "bench-temporal: median [min–max] frames/s over the timed passes of $ROUNDS round(s); ratio = ours / peer (medians); peak RSS = max over rounds; raw JSON in $OUT" >&2
 exit $failed

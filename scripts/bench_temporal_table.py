@@ -1,33 +1,57 @@
 #!/usr/bin/env python3
 """The Markdown table of `make bench-temporal` (scripts/bench-temporal.sh), from its raw JSON.
 
-What it does: for each configuration ARCH/TOPOLOGY given, reads every
+What it does: for each configuration ARCH/TOPOLOGY (or system/NAME-SIZE) given, reads every
 OUT/<ARCH>-<TOPOLOGY>.ours.*.json (`temporal bench`) and OUT/<ARCH>-<TOPOLOGY>.peer.*.json (the
 PyTorch peer), one file per round, in sorted file-name order; of each file only the last line
 counts, a JSON object with
-  "train_epochs": [{"steps": S, "fps": F, ...}, ...]   the timed training passes
-  "infer_epochs": [{"fps": F, ...}, ...]               the timed inference passes
-  "peak_rss_mb": M or null                             peak resident set size, MiB
-and gives the configuration one row: the steps per pass (the first training pass of the first
-report found, ours before the peer's; "–" without reports), for training and then inference the
-median [min–max] frames/s over the timed passes of all rounds of each side ("failed" when a side
-has none) and the ratio ours / peer of those medians ("–" when a side has none), and each side's
-peak RSS, the maximum over its rounds in GB (MiB / 1024; "–" when unknown).
+  "train_epochs": [{"steps": S, "frames": N, "fps": F, ...}, ...]   the timed training passes
+  "infer_epochs": [{"fps": F, ...}, ...]                            the timed inference passes
+  "peak_rss_mb": M or null                                          peak resident set size, MiB
+  "system", "tokens", "dim" (optional)                              the --system row's label
+and gives the configuration one row: its label ("arch / topology", or for a system
+"<system> / <dim>-d" or "<system> / <tokens> x <dim>" from the report, the configuration's own
+name without reports), the steps per pass and frames per step ("S × N/S" of the first training
+pass of the first report found, ours before the peer's; "–" without reports), for training and
+then inference the median [min–max] frames/s over the timed passes of all rounds of each side
+("failed" when a side has none) and the ratio ours / peer of those medians ("–" when a side has
+none), and each side's peak RSS, the maximum over its rounds in GB (MiB / 1024; "–" when unknown).
 
 Arguments: OUT CONFIG..., OUT the folder of the JSON files, each CONFIG an ARCH/TOPOLOGY such as
-gru/basic or lstm/feedback (rows in the order given).
+gru/basic or lstm/feedback, or system/NAME-SIZE such as system/anfl-512 (rows in the order
+given). Environment (optional, set by bench-temporal.sh): BENCH_THREADS, BENCH_LOAD_START (the
+1/5/15-minute load averages before the run).
 
-Prints on stdout: the Markdown table (header, separator, one row per CONFIG). bench-temporal.sh
-tees it to OUT/table.md.
+Prints on stdout: one line naming the CPU (the "model name" of /proc/cpuinfo and the number of
+logical CPUs), the date, the threads and the load averages before and after the run, a blank
+line, then the Markdown table (header, separator, one row per CONFIG). bench-temporal.sh tees it
+to OUT/table.md.
 
 Exit status: 0; 1 (with Python's traceback on stderr) when OUT is not given or cannot be listed,
 a CONFIG has no "/", a report file is empty, not JSON or lacks a key, or a median is zero.
 
 Python 3 standard library only.
 """
-import json, os, sys
+import datetime, json, os, sys
 
 out, configs = sys.argv[1], sys.argv[2:]
+
+
+def cpu_model():
+    """the "model name" of /proc/cpuinfo and the number of logical CPUs ("unknown CPU" if none)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [l.split(":", 1)[1].strip() for l in fh if l.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0]} ({len(names)} logical CPUs)" if names else "unknown CPU"
+
+
+def load_now():
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
 
 def load(name, who):
     """every round's report of one side, or [] if none ran."""
@@ -59,19 +83,41 @@ def rss(runs):
     v = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]
     return f"{max(v) / 1024:.2f} GB" if v else "–"
 
+def label(arch, topology, reports):
+    if arch != "system":
+        return f"{arch} / {topology}"
+    r = next((r for r in reports if r.get("system")), None)
+    if r is None:
+        return f"system / {topology}"
+    tokens, dim = r.get("tokens", 1), r.get("dim")
+    return f"{r['system']} / {tokens} x {dim}" if tokens > 1 else f"{r['system']} / {dim}-d"
+
+
+def steps_per_pass(reports):
+    if not reports:
+        return "–"
+    p = reports[0]["train_epochs"][0]
+    per_step = round(p["frames"] / p["steps"]) if p.get("steps") else "?"
+    return f"{p['steps']} × {per_step}"
+
+
 rows = []
 for c in configs:
     arch, topology = c.split("/", 1)
     name = f"{arch}-{topology}"
     ours, peer = load(name, "ours"), load(name, "peer")
     any_ = ours + peer
-    steps = any_[0]["train_epochs"][0]["steps"] if any_ else "–"
-    rows.append([f"{arch} / {topology}", str(steps),
+    rows.append([label(arch, topology, any_), steps_per_pass(any_),
                  fps(ours, "train"), fps(peer, "train"), ratio(ours, peer, "train"),
                  fps(ours, "infer"), fps(peer, "infer"), ratio(ours, peer, "infer"),
                  rss(ours), rss(peer)])
-head = ["arch / topology", "steps/pass", "ours train fps", "peer train fps", "ratio",
+head = ["configuration", "steps × frames/step", "ours train fps", "peer train fps", "ratio",
         "ours infer fps", "peer infer fps", "ratio", "ours peak RSS", "peer peak RSS"]
+threads = os.environ.get("BENCH_THREADS", "?")
+before = os.environ.get("BENCH_LOAD_START", "?")
+print(f"CPU: {cpu_model()}; {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; "
+      f"{threads} threads; load average (1/5/15 min) before {before}, after {load_now()}")
+print()
 print("| " + " | ".join(head) + " |")
 print("|" + "|".join("---" for _ in head) + "|")
 for r in rows:

@@ -1,34 +1,52 @@
-//! `temporal bench`: training and inference throughput of the temporal model on synthetic
-//! in-memory data, timed exactly as the PyTorch peer `../shared/peers/torch_temporal_ref.py`
-//! times its own, so that `scripts/bench-temporal.sh` can print the ratio of the two.
+//! `temporal bench`: training and inference throughput of a model on synthetic in-memory data,
+//! timed exactly as the PyTorch peers time their own, so that `scripts/bench-temporal.sh` can
+//! print the ratio of the two.
 //!
-//! What it does: builds a split of `--videos` x `--frames` random feature rows of `--dim`
-//! columns (standard normal, seeded) with labels of which ~10% per task are invalid; builds the
-//! model with the reference hyper-parameters for `--arch` x `--topology`; runs the peer's
-//! warm-up (`--warmup-steps` untimed training steps on a plan of its own, and two untimed
-//! inference steps, as the peer's `run_epoch(..., max_steps=1, warmup=1)`); then times `--epochs`
-//! training passes over a freshly shuffled [`StreamPlan`] each and `--infer-reps` inference passes
-//! (unshuffled), each capped at `--max-steps` steps, with the trainer's own step functions
-//! ([`crate::step::train_step`]: gather, carry, forward, loss, backward, clip, Adam;
-//! [`crate::step::infer_step`]: gather, carry, forward, probabilities into rows). Frames/s is the
-//! number of real frames over the seconds of a pass; the JSON object printed on stdout gives
+//! What it does: builds a split of `--videos` x `--frames` random feature rows of `--tokens` x
+//! `--dim` columns (standard normal, seeded) with labels of which ~10% per task are invalid;
+//! builds the model; runs the peer's warm-up (`--warmup-steps` untimed training steps on a plan
+//! of its own, and two untimed inference steps, as the peer's `run_epoch(..., max_steps=1,
+//! warmup=1)`); then times `--epochs` training passes over a freshly shuffled [`StreamPlan`]
+//! each and `--infer-reps` inference passes (unshuffled), each capped at `--max-steps` steps,
+//! with the trainer's own step functions ([`crate::step::train_step`]: gather, carry, forward,
+//! loss, backward, clip, optimizer (twice forward and backward with SAM);
+//! [`crate::step::infer_step`]: gather, carry, forward, probabilities into rows). Frames/s is
+//! the number of real frames over the seconds of a pass; the JSON object printed on stdout gives
 //! every pass, the median, min and max, and the peak resident memory (`VmHWM`).
+//!
+//! Two ways to choose the model ([`BenchSetup::from_args`]):
+//! - without `--system`: the temporal reference (`--arch` x `--topology`, the reference's
+//!   hyper-parameters, masked MSE/CE/BCE loss, Adam 5e-5, clipping at 5) on segments of
+//!   `--seg-len` frames over `--batch` streams, against `../shared/peers/torch_temporal_ref.py`;
+//! - `--system FILE`, a training config (`configs/systems/*.toml`, `configs/bench/*.toml`): its
+//!   model (`[model]`, the heads of its `tasks`), loss (`[loss]`, `auto` weights counted on the
+//!   synthetic training labels as `temporal train` does), optimizer (`optimizer`, `lr`,
+//!   `momentum`, `weight_decay`, `nesterov`, `sam_rho`, `freeze`), `clip` and batch sizes; the
+//!   input width is `--tokens` x `--dim`. A frame-level model (`arch = "none"`) trains on
+//!   [`StreamPlan::shuffled_frames`] batches of `batch_size` frames, as `temporal train`, and
+//!   infers on batches of as many frames in row order; the peer is
+//!   `scripts/bench/torch_frame_ref.py`. The learning-rate schedule, resampling and
+//!   `init_from` of the file are not used (a constant `lr`, every frame once per pass).
+//!
+//! `--lr`, `--clip`, `--batch`, `--seg-len` and `--infer-batch` override either choice.
 //!
 //! What it does not: read a feature cache, validate, write a run folder, or compare with the
 //! peer (the script does that).
 
+use crate::config::TrainConfig;
 use crate::data::join::label_tensors;
-use crate::data::streams::StreamPlan;
+use crate::data::streams::{Segment, StreamPlan};
 use crate::data::{SplitData, VideoSpan};
 use crate::loss::LossConfig;
 use crate::model::{Arch, Config, HeadTask, States, TemporalMtl, Topology};
-use crate::optim::Optimizer;
+use crate::optim::{OptimConfig, Optimizer};
 use crate::step::{infer_step, train_step};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use shared::{FrameLabels, VideoId, N_AU, N_EXPR};
+use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -36,18 +54,22 @@ use tch::{Device, Kind, Tensor};
 /// Time training and inference on synthetic data (the sizes and defaults of the PyTorch peer).
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Temporal encoder.
+    /// Temporal encoder (without --system).
     #[arg(long, value_enum, default_value = "gru")]
     pub arch: Arch,
-    /// Multi-task topology.
+    /// Multi-task topology (without --system).
     #[arg(long, value_enum, default_value = "basic")]
     pub topology: Topology,
-    /// Feedback topology: the head whose top output feeds the target.
+    /// Feedback topology: the head whose top output feeds the target (without --system).
     #[arg(long, value_enum, default_value = "au")]
     pub source: HeadTask,
-    /// Feedback topology: the head that reads the source's output.
+    /// Feedback topology: the head that reads the source's output (without --system).
     #[arg(long, value_enum, default_value = "expr")]
     pub target: HeadTask,
+    /// A training config whose model, loss, optimizer, clipping and batch sizes are benchmarked
+    /// instead of the reference's (e.g. configs/systems/mtca.toml, configs/bench/anfl.toml).
+    #[arg(long, value_name = "FILE")]
+    pub system: Option<PathBuf>,
     /// Timed training passes.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub epochs: usize,
@@ -60,24 +82,30 @@ pub struct BenchArgs {
     /// Frames per video.
     #[arg(long, default_value_t = 1500, value_name = "N")]
     pub frames: usize,
-    /// Feature dimension (the reference's four feature sets: 2134).
+    /// Feature width per token (the reference's four feature sets: 2134).
     #[arg(long, default_value_t = 2134, value_name = "D")]
     pub dim: usize,
-    /// Segment length l in frames.
-    #[arg(long, default_value_t = 250, value_name = "L")]
-    pub seg_len: usize,
-    /// Parallel streams B of a training step (segments per step).
-    #[arg(long, default_value_t = 8, value_name = "B")]
-    pub batch: usize,
-    /// Parallel streams of an inference step.
-    #[arg(long, default_value_t = 8, value_name = "B")]
-    pub infer_batch: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 5e-5, value_name = "LR")]
-    pub lr: f64,
-    /// Gradient-norm clipping, as `temporal train` (the peer does not clip).
-    #[arg(long, default_value_t = 5.0, value_name = "NORM")]
-    pub clip: f64,
+    /// Tokens per frame (49 for a 7 x 7 backbone map); a row has tokens x dim columns.
+    #[arg(long, default_value_t = 1, value_name = "T")]
+    pub tokens: usize,
+    /// Segment length l in frames [default: 250, or the system's seg_len].
+    #[arg(long, value_name = "L")]
+    pub seg_len: Option<usize>,
+    /// Parallel streams B of a training step [default: 8, or the system's streams]; for a
+    /// frame-level model, frames per step [default: 256, or the system's batch_size].
+    #[arg(long, value_name = "B")]
+    pub batch: Option<usize>,
+    /// Parallel streams of an inference step [default: 8]; for a frame-level model, frames
+    /// per step [default: the training batch].
+    #[arg(long, value_name = "B")]
+    pub infer_batch: Option<usize>,
+    /// Learning rate [default: Adam's 5e-5, or the system's lr].
+    #[arg(long, value_name = "LR")]
+    pub lr: Option<f64>,
+    /// Gradient-norm clipping, as `temporal train` [default: 5, or the system's clip; the
+    /// temporal peer does not clip].
+    #[arg(long, value_name = "NORM")]
+    pub clip: Option<f64>,
     /// Untimed training steps before the timed passes.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub warmup_steps: usize,
@@ -102,16 +130,18 @@ impl Default for BenchArgs {
             topology: Topology::Basic,
             source: HeadTask::Au,
             target: HeadTask::Expr,
+            system: None,
             epochs: 1,
             threads: 2,
             videos: 64,
             frames: 1500,
             dim: 2134,
-            seg_len: 250,
-            batch: 8,
-            infer_batch: 8,
-            lr: 5e-5,
-            clip: 5.0,
+            tokens: 1,
+            seg_len: None,
+            batch: None,
+            infer_batch: None,
+            lr: None,
+            clip: None,
             warmup_steps: 3,
             max_steps: None,
             infer_reps: 3,
@@ -121,9 +151,16 @@ impl Default for BenchArgs {
     }
 }
 
+/// The reference's segment length, streams and Adam learning rate (the temporal peer's).
+const REFERENCE_SEG_LEN: usize = 250;
+const REFERENCE_STREAMS: usize = 8;
+const REFERENCE_LR: f64 = 5e-5;
+const DEFAULT_CLIP: f64 = 5.0;
+const DEFAULT_FRAME_BATCH: usize = 256;
+
 impl BenchArgs {
-    /// The model configuration: the reference's hyper-parameters with this arch, topology,
-    /// feedback pair and feature dimension.
+    /// The model configuration without `--system`: the reference's hyper-parameters with this
+    /// arch, topology, feedback pair and input width.
     pub fn model_config(&self) -> Config {
         Config {
             arch: self.arch,
@@ -131,8 +168,123 @@ impl BenchArgs {
             source: self.source,
             target: self.target,
             feat_dim: self.dim as i64,
+            tokens: self.tokens as i64,
             ..Config::default()
         }
+    }
+}
+
+/// How the steps are batched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// Segments of `seg_len` frames over `streams` parallel streams with a carried state
+    /// ([`StreamPlan::new`]); inference over `infer_streams`.
+    Segments {
+        /// Training streams B.
+        streams: usize,
+        /// Segment length l.
+        seg_len: usize,
+        /// Inference streams.
+        infer_streams: usize,
+    },
+    /// Shuffled frames in batches of `batch` ([`StreamPlan::shuffled_frames`]); inference on
+    /// batches of `infer_batch` frames in row order.
+    Frames {
+        /// Frames per training step.
+        batch: usize,
+        /// Frames per inference step.
+        infer_batch: usize,
+    },
+}
+
+/// Everything a benchmark run is built from (see [`BenchSetup::from_args`]).
+#[derive(Debug, Clone)]
+pub struct BenchSetup {
+    /// The `--system` file's stem, `None` for the temporal reference.
+    pub system: Option<String>,
+    /// The model (its `feat_dim` and `tokens` are the synthetic input's).
+    pub model: Config,
+    /// The loss (`auto` weights are resolved on the synthetic labels).
+    pub loss: LossConfig,
+    /// The optimizer.
+    pub optim: OptimConfig,
+    /// Gradient-norm clipping.
+    pub clip: f64,
+    /// How steps are batched.
+    pub batching: Batching,
+}
+
+impl BenchSetup {
+    /// The setup `args` describe: the temporal reference, or the `--system` file's model, loss,
+    /// optimizer, clipping and batch sizes on an input of `--tokens` x `--dim`; the override
+    /// flags last.
+    pub fn from_args(args: &BenchArgs) -> Result<BenchSetup> {
+        let (system, model, loss, mut optim, clip, streams, seg_len, frame_batch) =
+            match &args.system {
+                None => (
+                    None,
+                    args.model_config(),
+                    LossConfig::default(),
+                    OptimConfig::adam(REFERENCE_LR),
+                    DEFAULT_CLIP,
+                    REFERENCE_STREAMS,
+                    REFERENCE_SEG_LEN,
+                    DEFAULT_FRAME_BATCH,
+                ),
+                Some(path) => {
+                    let cfg = TrainConfig::load(path)?;
+                    cfg.validate()
+                        .with_context(|| format!("temporal bench --system {}", path.display()))?;
+                    let mut model = cfg.model.clone();
+                    model.feat_dim = args.dim as i64;
+                    model.tokens = args.tokens as i64;
+                    model.tasks = HeadTask::for_tasks(&cfg.tasks);
+                    let name = path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| path.display().to_string());
+                    (
+                        Some(name),
+                        model,
+                        cfg.loss.clone(),
+                        cfg.optim_config(),
+                        cfg.clip,
+                        cfg.streams,
+                        cfg.seg_len,
+                        cfg.batch_size,
+                    )
+                }
+            };
+        if let Some(lr) = args.lr {
+            optim.lr = lr;
+        }
+        let batching = if model.arch.is_frame_level() {
+            let batch = args.batch.unwrap_or(frame_batch);
+            Batching::Frames {
+                batch,
+                infer_batch: args.infer_batch.unwrap_or(batch),
+            }
+        } else {
+            Batching::Segments {
+                streams: args.batch.unwrap_or(streams),
+                seg_len: args.seg_len.unwrap_or(seg_len),
+                infer_streams: args.infer_batch.unwrap_or(REFERENCE_STREAMS),
+            }
+        };
+        Ok(BenchSetup {
+            system,
+            model,
+            loss,
+            optim,
+            clip: args.clip.unwrap_or(clip),
+            batching,
+        })
+    }
+
+    /// The optimizer as one word: `adam`, `adamw`, `sgd`, with `+sam` when SAM is on.
+    pub fn optimizer_name(&self) -> String {
+        let sam = if self.optim.sam_rho > 0.0 { "+sam" } else { "" };
+        format!("{}{sam}", self.optim.kind)
     }
 }
 
@@ -167,12 +319,16 @@ pub struct BenchReport {
     pub tool: String,
     /// Version of this crate.
     pub version: String,
+    /// The `--system` file's stem, null for the temporal reference.
+    pub system: Option<String>,
     /// Encoder.
     pub arch: String,
     /// Topology.
     pub topology: String,
     /// `source->target` for feedback, else null.
     pub feedback: Option<String>,
+    /// The optimizer (`adam`, `adamw`, `sgd`, `+sam` with SAM).
+    pub optimizer: String,
     /// libtorch threads.
     pub threads: usize,
     /// Trainable parameters.
@@ -181,13 +337,15 @@ pub struct BenchReport {
     pub videos: usize,
     /// Frames per video.
     pub frames_per_video: usize,
-    /// Feature dimension.
+    /// Feature width per token.
     pub dim: usize,
-    /// Segment length.
+    /// Tokens per frame (a row is `tokens * dim` wide).
+    pub tokens: usize,
+    /// Segment length (1 for frame-level models).
     pub seg_len: usize,
-    /// Training streams.
+    /// Training streams (frames per step for frame-level models).
     pub batch_streams: usize,
-    /// Inference streams.
+    /// Inference streams (frames per step for frame-level models).
     pub infer_batch: usize,
     /// Gradient clipping norm.
     pub clip: f64,
@@ -213,24 +371,58 @@ pub struct BenchReport {
 
 /// Run the command: print the report as one JSON line on stdout.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let report = bench(args, &args.model_config())?;
+    let report = bench(args, &BenchSetup::from_args(args)?)?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 
-/// The benchmark with an explicit model configuration (`feat_dim` must equal `args.dim`).
-pub fn bench(args: &BenchArgs, model_cfg: &Config) -> Result<BenchReport> {
-    check(args, model_cfg)?;
+/// The frames `0..n` in row order, `batch` per step: stream `s` holds frames `s, s + batch, ...`
+/// as one-frame segments, so step `t` is frames `t * batch ..` (the last step padded).
+fn in_order_frames(spans: &[(usize, usize)], batch: usize) -> StreamPlan {
+    let frames: Vec<Segment> = spans
+        .iter()
+        .enumerate()
+        .flat_map(|(v, &(row, len))| {
+            (0..len).map(move |offset| Segment {
+                video: v,
+                row: row + offset,
+                offset,
+                len: 1,
+            })
+        })
+        .collect();
+    let mut streams = vec![Vec::with_capacity(frames.len().div_ceil(batch)); batch];
+    for (i, f) in frames.into_iter().enumerate() {
+        streams[i % batch].push(f);
+    }
+    StreamPlan {
+        streams,
+        seg_len: 1,
+    }
+}
+
+/// The benchmark with an explicit setup (its model must read `args.tokens` x `args.dim`).
+pub fn bench(args: &BenchArgs, setup: &BenchSetup) -> Result<BenchReport> {
+    check(args, setup)?;
+    let model_cfg = &setup.model;
     tch::set_num_threads(args.threads as i32);
     let device = shared::device::parse_device(&args.device)?;
 
     let started = Instant::now();
-    let data = synthetic_split(args.videos, args.frames, args.dim, args.seed, device)?;
-    let data_gen_s = started.elapsed().as_secs_f64();
-    tracing::info!(
-        "synthetic data: {} videos x {} frames x {} dims in {data_gen_s:.1} s",
+    let data = synthetic_split(
         args.videos,
         args.frames,
+        args.tokens,
+        args.dim,
+        args.seed,
+        device,
+    )?;
+    let data_gen_s = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "synthetic data: {} videos x {} frames x {} tokens x {} dims in {data_gen_s:.1} s",
+        args.videos,
+        args.frames,
+        args.tokens,
         args.dim
     );
 
@@ -242,8 +434,10 @@ pub fn bench(args: &BenchArgs, model_cfg: &Config) -> Result<BenchReport> {
         .iter()
         .map(Tensor::numel)
         .sum::<usize>() as i64;
-    let mut opt = Optimizer::adam(&vs, args.lr);
-    let loss_cfg = LossConfig::default();
+    let mut opt = Optimizer::new(&vs, &setup.optim)?;
+    let mut loss_cfg = setup.loss.clone();
+    loss_cfg.validate()?;
+    loss_cfg.resolve_auto(&data.labels);
     let spans: Vec<(usize, usize)> = data.videos.iter().map(|v| (v.start, v.len())).collect();
 
     let train_pass =
@@ -260,7 +454,7 @@ pub fn bench(args: &BenchArgs, model_cfg: &Config) -> Result<BenchReport> {
                     &plan.step(t, device),
                     states.as_ref(),
                     &loss_cfg,
-                    args.clip,
+                    setup.clip,
                 )
                 .with_context(|| format!("training step {} of the benchmark", t + 1))?;
                 frames += s.frames;
@@ -289,17 +483,22 @@ pub fn bench(args: &BenchArgs, model_cfg: &Config) -> Result<BenchReport> {
         }
         (frames, steps)
     };
+    let train_plan = |seed: u64| match setup.batching {
+        Batching::Segments {
+            streams, seg_len, ..
+        } => StreamPlan::new(&spans, streams, seg_len, Some(seed)),
+        Batching::Frames { batch, .. } => StreamPlan::shuffled_frames(&spans, batch, seed),
+    };
 
     // Warm-up, untimed, as the peer: a plan of its own (seed 10 000) for the training steps.
-    let warm = StreamPlan::new(&spans, args.batch, args.seg_len, Some(10_000));
-    train_pass(&mut opt, &warm, args.warmup_steps)?;
+    train_pass(&mut opt, &train_plan(10_000), args.warmup_steps)?;
 
     let max = args.max_steps.unwrap_or(usize::MAX);
     let mut train_epochs = Vec::with_capacity(args.epochs);
     for epoch in 0..args.epochs {
         let seed = args.seed + epoch as u64;
         tch::manual_seed(seed as i64);
-        let plan = StreamPlan::new(&spans, args.batch, args.seg_len, Some(seed));
+        let plan = train_plan(seed);
         let t0 = Instant::now();
         let (frames, steps) = train_pass(&mut opt, &plan, max)?;
         let pass = Pass::new(frames, steps, t0.elapsed().as_secs_f64());
@@ -307,7 +506,21 @@ pub fn bench(args: &BenchArgs, model_cfg: &Config) -> Result<BenchReport> {
         train_epochs.push(pass);
     }
 
-    let plan = StreamPlan::new(&spans, args.infer_batch, args.seg_len, None);
+    let (plan, seg_len, batch_streams, infer_batch) = match setup.batching {
+        Batching::Segments {
+            streams,
+            seg_len,
+            infer_streams,
+        } => (
+            StreamPlan::new(&spans, infer_streams, seg_len, None),
+            seg_len,
+            streams,
+            infer_streams,
+        ),
+        Batching::Frames { batch, infer_batch } => {
+            (in_order_frames(&spans, infer_batch), 1, batch, infer_batch)
+        }
+    };
     infer_pass(&plan, 2);
     let mut infer_epochs = Vec::with_capacity(args.infer_reps);
     for rep in 0..args.infer_reps {
@@ -337,19 +550,22 @@ pub fn bench(args: &BenchArgs, model_cfg: &Config) -> Result<BenchReport> {
     Ok(BenchReport {
         tool: "temporal".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        system: setup.system.clone(),
         arch: model_cfg.arch.to_string(),
         topology: model_cfg.topology.to_string(),
         feedback: (model_cfg.topology == Topology::Feedback)
             .then(|| format!("{}->{}", model_cfg.source, model_cfg.target)),
+        optimizer: setup.optimizer_name(),
         threads: args.threads,
         params,
         videos: args.videos,
         frames_per_video: args.frames,
         dim: args.dim,
-        seg_len: args.seg_len,
-        batch_streams: args.batch,
-        infer_batch: args.infer_batch,
-        clip: args.clip,
+        tokens: args.tokens,
+        seg_len,
+        batch_streams,
+        infer_batch,
+        clip: setup.clip,
         data_gen_s: round_to(data_gen_s, 2),
         data_mb: round_to(data.feats.numel() as f64 * 4.0 / (1u64 << 20) as f64, 1),
         train_epochs,
@@ -362,14 +578,23 @@ pub fn bench(args: &BenchArgs, model_cfg: &Config) -> Result<BenchReport> {
     })
 }
 
-fn check(args: &BenchArgs, model_cfg: &Config) -> Result<()> {
+fn check(args: &BenchArgs, setup: &BenchSetup) -> Result<()> {
+    let (batch, seg_len, infer_batch) = match setup.batching {
+        Batching::Segments {
+            streams,
+            seg_len,
+            infer_streams,
+        } => (streams, seg_len, infer_streams),
+        Batching::Frames { batch, infer_batch } => (batch, 1, infer_batch),
+    };
     let positive = [
         ("--videos", args.videos),
         ("--frames", args.frames),
         ("--dim", args.dim),
-        ("--seg-len", args.seg_len),
-        ("--batch", args.batch),
-        ("--infer-batch", args.infer_batch),
+        ("--tokens", args.tokens),
+        ("--seg-len", seg_len),
+        ("--batch", batch),
+        ("--infer-batch", infer_batch),
         ("--threads", args.threads),
         ("--epochs", args.epochs),
         ("--infer-reps", args.infer_reps),
@@ -382,17 +607,27 @@ fn check(args: &BenchArgs, model_cfg: &Config) -> Result<()> {
     if args.max_steps == Some(0) {
         bail!("temporal bench --max-steps 0: give a positive number, or leave it out for whole passes");
     }
-    if model_cfg.feat_dim != args.dim as i64 {
+    if setup.clip.is_nan() || setup.clip <= 0.0 {
         bail!(
-            "temporal bench: the model reads {} dims but --dim is {}",
-            model_cfg.feat_dim,
+            "temporal bench: clip = {} would scale every gradient to 0; give a positive norm",
+            setup.clip
+        );
+    }
+    let m = &setup.model;
+    if (m.feat_dim, m.tokens) != (args.dim as i64, args.tokens as i64) {
+        bail!(
+            "temporal bench: the model reads {} tokens x {} dims but --tokens is {} and --dim is {}",
+            m.tokens,
+            m.feat_dim,
+            args.tokens,
             args.dim
         );
     }
     Ok(())
 }
 
-/// A split of `videos` videos of `frames` rows each: features standard normal `[N, dim]` drawn
+/// A split of `videos` videos of `frames` rows each: features standard normal
+/// `[N, tokens * dim]` (`tokens` tokens of `dim` per row) drawn
 /// from ChaCha8 seeded with `seed` on stream 1 (filled into one tensor in chunks, so the host
 /// never holds a second copy, and independent of libtorch's global generator, which other
 /// threads may draw from); labels drawn from ChaCha8 seeded with `seed` as the peer's: valence and arousal uniform in [-1, 1)
@@ -402,6 +637,7 @@ fn check(args: &BenchArgs, model_cfg: &Config) -> Result<()> {
 pub fn synthetic_split(
     videos: usize,
     frames: usize,
+    tokens: usize,
     dim: usize,
     seed: u64,
     device: Device,
@@ -420,10 +656,10 @@ pub fn synthetic_split(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let feats = standard_normal_rows(n, dim, seed, device);
+    let feats = standard_normal_rows(n, tokens * dim, seed, device);
     Ok(SplitData {
         feats,
-        tokens: 1,
+        tokens,
         va,
         expr,
         au,
@@ -520,7 +756,7 @@ mod tests {
     #[test]
     fn synthetic_split_has_the_sizes_and_about_ten_percent_invalid_labels() {
         tch::set_num_threads(1);
-        let d = synthetic_split(4, 2500, 3, 5, Device::Cpu).unwrap();
+        let d = synthetic_split(4, 2500, 1, 3, 5, Device::Cpu).unwrap();
         assert_eq!(d.feats.size(), vec![10_000, 3]);
         assert_eq!(d.n_rows(), 10_000);
         assert_eq!(d.videos.len(), 4);
@@ -553,10 +789,10 @@ mod tests {
             "{mean} {std}"
         );
         // seeded
-        let again = synthetic_split(4, 2500, 3, 5, Device::Cpu).unwrap();
+        let again = synthetic_split(4, 2500, 1, 3, 5, Device::Cpu).unwrap();
         assert!(again.feats.equal(&d.feats));
         assert_eq!(again.labels, d.labels);
-        let other = synthetic_split(4, 2500, 3, 6, Device::Cpu).unwrap();
+        let other = synthetic_split(4, 2500, 1, 3, 6, Device::Cpu).unwrap();
         assert!(!other.feats.equal(&d.feats));
     }
 
@@ -575,18 +811,16 @@ mod tests {
             videos: 5,
             frames: 30,
             dim: 6,
-            seg_len: 10,
-            batch: 2,
-            infer_batch: 3,
+            seg_len: Some(10),
+            batch: Some(2),
+            infer_batch: Some(3),
             max_steps: Some(4),
             infer_reps: 2,
             ..BenchArgs::default()
         };
-        let cfg = Config {
-            hidden: 8,
-            ..args.model_config()
-        };
-        let r = bench(&args, &cfg).unwrap();
+        let mut setup = BenchSetup::from_args(&args).unwrap();
+        setup.model.hidden = 8;
+        let r = bench(&args, &setup).unwrap();
         assert_eq!(r.train_epochs.len(), 2);
         for p in &r.train_epochs {
             assert_eq!((p.frames, p.steps), (80, 4));
@@ -597,7 +831,7 @@ mod tests {
                 max_steps: None,
                 ..args.clone()
             },
-            &cfg,
+            &setup,
         )
         .unwrap();
         for p in &r_all.train_epochs {
@@ -628,5 +862,117 @@ mod tests {
         ] {
             assert!(json.get(key).is_some(), "{key}");
         }
+    }
+
+    /// The frame-level systems: a bench config and every system config (tiny sizes) run
+    /// through `--system`: model, optimizer and batch from the file, shuffled frame batches.
+    #[test]
+    fn a_system_file_is_benchmarked_on_shuffled_frame_batches() {
+        tch::set_num_threads(1);
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let args = BenchArgs {
+            system: Some(root.join("configs/bench/anfl.toml")),
+            epochs: 2,
+            threads: 1,
+            videos: 3,
+            frames: 50,
+            dim: 6,
+            batch: Some(32),
+            max_steps: Some(3),
+            infer_reps: 1,
+            warmup_steps: 1,
+            ..BenchArgs::default()
+        };
+        let setup = BenchSetup::from_args(&args).unwrap();
+        assert_eq!(setup.model.arch, Arch::None);
+        assert_eq!(setup.model.tasks, vec![HeadTask::Au]);
+        assert_eq!(
+            setup.batching,
+            Batching::Frames {
+                batch: 32,
+                infer_batch: 32
+            }
+        );
+        let r = bench(&args, &setup).unwrap();
+        // 150 frames in batches of 32: 5 steps, capped at 3 of 32 frames
+        for p in &r.train_epochs {
+            assert_eq!((p.frames, p.steps), (96, 3));
+        }
+        for p in &r.infer_epochs {
+            assert_eq!((p.frames, p.steps), (96, 3));
+        }
+        assert_eq!(r.system.as_deref(), Some("anfl"));
+        assert_eq!((r.arch.as_str(), r.optimizer.as_str()), ("none", "adamw"));
+        assert_eq!((r.tokens, r.seg_len, r.batch_streams), (1, 1, 32));
+        // ANFL on C = 6: 12 blocks (fc C x C + C, bn 2C), U and V (C x C + C), bnv (2 x 12), sc
+        let c = 6;
+        assert_eq!(
+            r.params,
+            12 * (c * c + 3 * c) + 2 * (c * c + c) + 24 + 12 * c
+        );
+
+        let mut files: Vec<std::path::PathBuf> = ["configs/bench", "configs/systems"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(root.join(d)).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("toml"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 3, "{files:?}");
+        for file in files {
+            let cfg = TrainConfig::load(&file).unwrap();
+            let tokens = if cfg.model.heads.au == crate::model::AuHead::LrpArlFf {
+                4
+            } else {
+                1
+            };
+            let args = BenchArgs {
+                system: Some(file.clone()),
+                threads: 1,
+                videos: 2,
+                frames: 20,
+                dim: 8,
+                tokens,
+                batch: Some(16),
+                max_steps: Some(2),
+                infer_reps: 1,
+                warmup_steps: 1,
+                ..BenchArgs::default()
+            };
+            let setup = BenchSetup::from_args(&args).unwrap();
+            let r = bench(&args, &setup).unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
+            assert_eq!(r.train_epochs[0].frames, 32, "{}", file.display());
+            assert_eq!(r.infer_epochs[0].frames, 32, "{}", file.display());
+            assert!(r.train_fps > 0.0 && r.infer_fps > 0.0);
+            if cfg.sam_rho > 0.0 {
+                assert!(r.optimizer.ends_with("+sam"), "{}", r.optimizer);
+            }
+        }
+    }
+
+    #[test]
+    fn inference_batches_take_the_frames_in_row_order() {
+        let plan = in_order_frames(&[(0, 5), (5, 3)], 3);
+        assert_eq!(plan.n_steps(), 3);
+        let mut rows = Vec::new();
+        for t in 0..plan.n_steps() {
+            let s = plan.step(t, Device::Cpu);
+            let idx = Vec::<i64>::try_from(s.index.flatten(0, -1)).unwrap();
+            let valid = Vec::<bool>::try_from(s.valid.flatten(0, -1)).unwrap();
+            rows.extend(idx.iter().zip(&valid).filter(|(_, v)| **v).map(|(i, _)| *i));
+        }
+        assert_eq!(rows, (0..8).collect::<Vec<i64>>());
+        assert_eq!(plan.step(0, Device::Cpu).segments[2].unwrap().video, 0);
+        assert_eq!(plan.step(1, Device::Cpu).segments[2].unwrap().video, 1);
+    }
+
+    #[test]
+    fn a_zero_clip_is_refused() {
+        let args = BenchArgs {
+            clip: Some(0.0),
+            ..BenchArgs::default()
+        };
+        let err = bench(&args, &BenchSetup::from_args(&args).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("clip"), "{err}");
     }
 }

@@ -25,7 +25,10 @@
 
 use super::kernels::dropout::dropout;
 use super::layers::{l2_normalize, torch_linear, uniform, BatchNorm1d};
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
+
+/// `F.normalize`'s floor of the norm.
+const L2_EPS: f64 = 1e-12;
 
 /// ANFL sizes and options.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,6 +110,7 @@ impl AuGraph {
     /// `None` = every row).
     pub fn forward_t(&self, x: &Tensor, valid: Option<&Tensor>, train: bool) -> Tensor {
         let tokens = x.dim() == 3;
+        // ReLU in place: BatchNorm's backward reads its input, not its output.
         let nodes: Vec<Tensor> = self
             .class_linears
             .iter()
@@ -114,10 +118,10 @@ impl AuGraph {
                 let h = dropout(x, self.dropout, train).apply(&b.fc);
                 if tokens {
                     // BatchNorm over channels: [N, T, C] -> [N, C, T] and back.
-                    let h = b.bn.forward_t(&h.transpose(1, 2), valid, train).relu();
+                    let h = b.bn.forward_t(&h.transpose(1, 2), valid, train).relu_();
                     h.mean_dim(-1, false, h.kind())
                 } else {
-                    b.bn.forward_t(&h, valid, train).relu()
+                    b.bn.forward_t(&h, valid, train).relu_()
                 }
             })
             .collect();
@@ -151,10 +155,19 @@ impl Anfl {
     /// AU probabilities `[N, nodes]` from frame features `x [N, C]` (or tokens `[N, T, C]`):
     /// the similarity of each node after the graph layer ([`AuGraph::forward_t`]) with its
     /// class centre `sc`.
+    ///
+    /// `<v_i / max(|v_i|, eps), s_i> = <v_i, s_i> / max(|v_i|, eps)`: the dot products come from
+    /// one product `v s^T` (`[N, n, n]`, its diagonal; `n` times the work of the dot products,
+    /// which is still small beside the graph layer) and the norms from one reduction, without
+    /// the normalised copy of `v` and the elementwise product that `F.normalize(v) * s` makes.
     pub fn forward_t(&self, x: &Tensor, valid: Option<&Tensor>, train: bool) -> Tensor {
         let v = self.graph.forward_t(x, valid, train);
         let sc = l2_normalize(&self.sc.relu());
-        (l2_normalize(&v) * sc.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float)
+        let dots = v.matmul(&sc.tr()).diagonal(0, -2, -1);
+        let norms = v
+            .norm_scalaropt_dim(2, [-1i64].as_slice(), false)
+            .clamp_min(L2_EPS);
+        dots / norms
     }
 }
 
@@ -162,8 +175,14 @@ impl Gnn {
     fn forward_t(&self, x: &Tensor, valid: Option<&Tensor>, train: bool) -> Tensor {
         let adj = knn_graph(&x.detach(), self.neighbors);
         let a = normalize_digraph(&adj);
-        let aggregate = a.matmul(&x.apply(&self.v)) + x.apply(&self.u);
-        (x + self.bnv.forward_t(&aggregate, valid, train)).relu()
+        // U(x) + A V(x) in one batched product accumulating onto U(x).
+        let aggregate = x.apply(&self.u).baddbmm(&a, &x.apply(&self.v), 1.0, 1.0);
+        // The residual and the ReLU in place on BatchNorm's fresh output (its backward reads
+        // its input; the sum's backward reads nothing).
+        self.bnv
+            .forward_t(&aggregate, valid, train)
+            .g_add_(x)
+            .relu_()
     }
 }
 
@@ -183,4 +202,146 @@ pub fn normalize_digraph(a: &Tensor) -> Tensor {
         .sum_dim_intlist(-1, false, a.kind())
         .pow_tensor_scalar(-0.5);
     d.unsqueeze(-1) * a * d.unsqueeze(-2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// The head written out plainly (ME-GraphAU's operations one by one, out of place): what
+    /// the fused forward must equal.
+    fn plain(head: &Anfl, x: &Tensor, valid: Option<&Tensor>, train: bool) -> Tensor {
+        let g = &head.graph;
+        let tokens = x.dim() == 3;
+        let nodes: Vec<Tensor> = g
+            .class_linears
+            .iter()
+            .map(|b| {
+                let h = x.apply(&b.fc);
+                if tokens {
+                    let h = b.bn.forward_t(&h.transpose(1, 2), valid, train).relu();
+                    h.mean_dim(-1, false, h.kind())
+                } else {
+                    b.bn.forward_t(&h, valid, train).relu()
+                }
+            })
+            .collect();
+        let x = Tensor::stack(&nodes, 1);
+        let a = normalize_digraph(&knn_graph(&x.detach(), g.gnn.neighbors));
+        let aggregate = a.matmul(&x.apply(&g.gnn.v)) + x.apply(&g.gnn.u);
+        let v = (&x + g.gnn.bnv.forward_t(&aggregate, valid, train)).relu();
+        let sc = l2_normalize(&head.sc.relu());
+        (l2_normalize(&v) * sc.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float)
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).abs().max().double_value(&[])
+    }
+
+    /// Outputs, every parameter's gradient and the running statistics equal the plain
+    /// formulation's, in evaluation and in training (all rows and some rows valid), on frames and
+    /// on tokens.
+    #[test]
+    fn the_fused_forward_equals_the_plain_one_with_its_gradients() {
+        tch::set_num_threads(1);
+        for (shape, valid) in [
+            (vec![9, 16], None),
+            (
+                vec![9, 16],
+                Some([true, true, false, true, true, true, false, true, true]),
+            ),
+            (vec![5, 3, 16], None),
+        ] {
+            // One head and one input for both formulations (other tests draw from libtorch's
+            // generator concurrently), its variables restored in between.
+            let vs = nn::VarStore::new(Device::Cpu);
+            let head = Anfl::new(
+                vs.root(),
+                AnflConfig {
+                    channels: 16,
+                    nodes: 12,
+                    neighbors: 4,
+                    dropout: 0.0,
+                },
+            );
+            let x = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
+            let valid = valid.map(|v| Tensor::from_slice(&v));
+            let mut names: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+            names.sort_by(|a, b| a.0.cmp(&b.0));
+            let initial: Vec<Tensor> = names.iter().map(|(_, t)| t.copy()).collect();
+            let run = |fused: bool, train: bool| {
+                tch::no_grad(|| {
+                    for ((_, t), init) in names.iter().zip(&initial) {
+                        t.shallow_clone().copy_(init);
+                    }
+                });
+                for (_, t) in &names {
+                    if t.requires_grad() {
+                        let mut g = t.grad();
+                        if g.defined() {
+                            let _ = g.zero_();
+                        }
+                    }
+                }
+                let mut outs = Vec::new();
+                // two steps, so that the second sees the running statistics the first updated
+                for _ in 0..2 {
+                    let p = if fused {
+                        head.forward_t(&x, valid.as_ref(), train)
+                    } else {
+                        plain(&head, &x, valid.as_ref(), train)
+                    };
+                    if train {
+                        (&p * Tensor::arange(12, (Kind::Float, Device::Cpu)))
+                            .sum(Kind::Float)
+                            .backward();
+                    }
+                    outs.push(p.detach());
+                }
+                let vars: Vec<(String, Tensor)> =
+                    names.iter().map(|(n, t)| (n.clone(), t.copy())).collect();
+                let grads: Vec<(String, Tensor)> = names
+                    .iter()
+                    .filter(|(_, t)| t.requires_grad())
+                    .map(|(n, t)| {
+                        let g = t.grad();
+                        (n.clone(), if g.defined() { g.copy() } else { g })
+                    })
+                    .collect();
+                (outs, vars, grads)
+            };
+            for train in [false, true] {
+                let (out_f, vars_f, grads_f) = run(true, train);
+                let (out_p, vars_p, grads_p) = run(false, train);
+                for (a, b) in out_f.iter().zip(&out_p) {
+                    let d = max_abs_diff(a, b);
+                    assert!(d < 1e-5, "{shape:?} train {train}: outputs differ by {d}");
+                }
+                for ((n, a), (_, b)) in vars_f.iter().zip(&vars_p) {
+                    if a.kind() == Kind::Float {
+                        assert!(max_abs_diff(a, b) < 1e-5, "{shape:?} {n}");
+                    } else {
+                        assert!(a.equal(b), "{shape:?} {n}");
+                    }
+                }
+                // relative to the largest gradient: the Linear biases before a BatchNorm have
+                // gradients of about 0 (rounding noise)
+                let largest = grads_p
+                    .iter()
+                    .filter(|(_, g)| g.defined())
+                    .map(|(_, g)| g.abs().max().double_value(&[]))
+                    .fold(0.0, f64::max);
+                for ((n, a), (_, b)) in grads_f.iter().zip(&grads_p) {
+                    assert_eq!(a.defined(), b.defined(), "{n}");
+                    assert_eq!(a.defined(), train, "{n}: a gradient only after training");
+                    if train {
+                        let tol = 1e-5 * largest + 1e-4 * b.abs().max().double_value(&[]);
+                        let d = max_abs_diff(a, b);
+                        assert!(d < tol, "{shape:?}: gradient of {n} differs by {d} > {tol}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -94,6 +94,8 @@ impl BatchNorm1d {
             );
         }
         let _ = tch::no_grad(|| self.num_batches_tracked.shallow_clone().g_add_scalar_(1));
+        // Every row valid (a full batch of frames): ATen's fused batch norm, the same statistics.
+        let valid = valid.filter(|v| v.all().int64_value(&[]) == 0);
         let Some(valid) = valid else {
             // ATen's training batch norm updates the running averages in place.
             return x.batch_norm(

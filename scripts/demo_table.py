@@ -12,6 +12,10 @@ named `<stage>-validation.json` and `<stage>-test.json`, with the stages
 side, the per-task scores of the ensemble on both splits, and the ratio test / validation of the
 ensemble. A missing file is an error that names it.
 
+Then, when the files are there, the systems of configs/systems/ on the sample's synthetic
+features (`system-<name>-{validation,test}.json`, with the chance baseline again): each on the
+score it trains (P_MTL for a multi-task system, the AU F1 for an AU-only one).
+
 What it does not: compute any metric (`temporal evaluate` does) or judge the numbers.
 Plain Python 3 standard library.
 """
@@ -29,6 +33,10 @@ STAGES = [
     ("ensemble", "ensemble (best per task)"),
 ]
 SPLITS = ("validation", "test")
+SYSTEMS = [
+    ("mtca", "p_mtl", "mtca (P_MTL; 64-d features)"),
+    ("lrp-arl-ff", "f1_au", "lrp-arl-ff (F1 AU; tokens)"),
+]
 TASKS = [
     ("ccc_valence", "CCC valence"),
     ("ccc_arousal", "CCC arousal"),
@@ -65,6 +73,15 @@ def main(argv):
     v, t = (reports[("ensemble", p)]["p_mtl"] for p in SPLITS)
     ratio = t / v if v > 0 else float("nan")
     print("  %-30s %21.2f" % ("ensemble test / validation", ratio))
+    present = [x for x in SYSTEMS
+               if os.path.exists(os.path.join(scores, "system-%s-validation.json" % x[0]))]
+    if present:
+        print()
+        print("  %-30s %10s %10s %10s" % ("systems (synthetic features)", "chance val", "validation", "test"))
+        for name, key, label in present:
+            v, t = (load(scores, "system-" + name, p)[key] for p in SPLITS)
+            c = reports[("chance", "validation")][key]
+            print("  %-30s %10.4f %10.4f %10.4f" % (label, c, v, t))
 
 
 if __name__ == "__main__":

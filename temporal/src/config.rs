@@ -186,6 +186,13 @@ impl TrainConfig {
             bail!("{e}");
         }
         self.resample.validate()?;
+        if !(self.clip > 0.0 && self.clip.is_finite()) {
+            bail!(
+                "clip = {}: the gradient-norm clip must be a positive number (5 in the reference); \
+                 0 would scale every gradient to 0",
+                self.clip
+            );
+        }
         if !self.resample.is_off() && !self.model.arch.is_frame_level() {
             bail!(
                 "resampling (resample.uniform {}, resample.rare {}) draws single frames, for \

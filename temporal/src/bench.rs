@@ -35,7 +35,7 @@
 
 use crate::config::TrainConfig;
 use crate::data::join::label_tensors;
-use crate::data::streams::{Segment, StreamPlan};
+use crate::data::streams::StreamPlan;
 use crate::data::{SplitData, VideoSpan};
 use crate::loss::LossConfig;
 use crate::model::{Arch, Config, HeadTask, States, TemporalMtl, Topology};
@@ -379,26 +379,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// The frames `0..n` in row order, `batch` per step: stream `s` holds frames `s, s + batch, ...`
 /// as one-frame segments, so step `t` is frames `t * batch ..` (the last step padded).
 fn in_order_frames(spans: &[(usize, usize)], batch: usize) -> StreamPlan {
-    let frames: Vec<Segment> = spans
-        .iter()
-        .enumerate()
-        .flat_map(|(v, &(row, len))| {
-            (0..len).map(move |offset| Segment {
-                video: v,
-                row: row + offset,
-                offset,
-                len: 1,
-            })
-        })
-        .collect();
-    let mut streams = vec![Vec::with_capacity(frames.len().div_ceil(batch)); batch];
-    for (i, f) in frames.into_iter().enumerate() {
-        streams[i % batch].push(f);
-    }
-    StreamPlan {
-        streams,
-        seg_len: 1,
-    }
+    let n: usize = spans.iter().map(|&(_, len)| len).sum();
+    StreamPlan::frame_batches(spans, &(0..n).collect::<Vec<_>>(), batch, None)
 }
 
 /// The benchmark with an explicit setup (its model must read `args.tokens` x `args.dim`).

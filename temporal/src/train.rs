@@ -617,7 +617,7 @@ impl Trainer<'_> {
             .collect();
         let plan = if cfg.model.arch.is_frame_level() {
             let rows = cfg.resample.rows(&self.train_data.labels, epoch_seed)?;
-            StreamPlan::frame_batches(&spans, &rows, cfg.batch_size, epoch_seed)
+            StreamPlan::frame_batches(&spans, &rows, cfg.batch_size, Some(epoch_seed))
         } else {
             StreamPlan::new(&spans, cfg.streams, cfg.seg_len, Some(epoch_seed))
         };

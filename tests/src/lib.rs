@@ -62,24 +62,12 @@ pub fn synthetic_sample(
     features: Option<usize>,
     seed: u64,
 ) {
-    let (videos, frames, seed) = (videos.to_string(), frames.to_string(), seed.to_string());
     let dim = features.map(|d| d.to_string());
-    let mut args = vec![
-        "sample-data",
-        "--out",
-        dir.to_str().expect("UTF-8 path"),
-        "--videos",
-        &videos,
-        "--frames",
-        &frames,
-        "--no-frames",
-        "--seed",
-        &seed,
-    ];
-    if let Some(dim) = &dim {
-        args.extend(["--synthetic-features", dim.as_str()]);
-    }
-    run_ok("extractor", &args);
+    let extra: Vec<&str> = match &dim {
+        Some(dim) => vec!["--synthetic-features", dim.as_str()],
+        None => Vec::new(),
+    };
+    sample_data(dir, videos, frames, seed, &extra);
 }
 
 /// As [`synthetic_sample`], with a token cache instead (`--synthetic-tokens tokens --token-dim
@@ -92,27 +80,28 @@ pub fn synthetic_token_sample(
     width: usize,
     seed: u64,
 ) {
-    let [videos, frames, tokens, width, seed] =
-        [videos, frames, tokens, width, seed as usize].map(|n| n.to_string());
-    run_ok(
-        "extractor",
-        &[
-            "sample-data",
-            "--out",
-            dir.to_str().expect("UTF-8 path"),
-            "--videos",
-            &videos,
-            "--frames",
-            &frames,
-            "--no-frames",
-            "--seed",
-            &seed,
-            "--synthetic-tokens",
-            &tokens,
-            "--token-dim",
-            &width,
-        ],
-    );
+    let (tokens, width) = (tokens.to_string(), width.to_string());
+    let extra = ["--synthetic-tokens", &tokens, "--token-dim", &width];
+    sample_data(dir, videos, frames, seed, &extra);
+}
+
+/// `extractor sample-data --no-frames` with the given size, seed and extra flags.
+fn sample_data(dir: &Path, videos: usize, frames: usize, seed: u64, extra: &[&str]) {
+    let (videos, frames, seed) = (videos.to_string(), frames.to_string(), seed.to_string());
+    let mut args = vec![
+        "sample-data",
+        "--out",
+        dir.to_str().expect("UTF-8 path"),
+        "--videos",
+        &videos,
+        "--frames",
+        &frames,
+        "--no-frames",
+        "--seed",
+        &seed,
+    ];
+    args.extend_from_slice(extra);
+    run_ok("extractor", &args);
 }
 
 /// A run folder's `metrics.jsonl`, one object per epoch, without the timings (`seconds`,

@@ -95,17 +95,18 @@ impl StreamPlan {
     /// frames (the last one smaller, padded).
     pub fn shuffled_frames(videos: &[(usize, usize)], batch: usize, seed: u64) -> StreamPlan {
         let n: usize = videos.iter().map(|&(_, len)| len).sum();
-        StreamPlan::frame_batches(videos, &(0..n).collect::<Vec<_>>(), batch, seed)
+        StreamPlan::frame_batches(videos, &(0..n).collect::<Vec<_>>(), batch, Some(seed))
     }
 
     /// The given rows of the videos (`(first row, rows)` each; rows are numbered over all the
-    /// videos' rows in order, and may repeat), shuffled by `seed` and dealt as one-frame
-    /// segments over `batch` streams, as [`StreamPlan::shuffled_frames`].
+    /// videos' rows in order, and may repeat), shuffled by `seed` (`None`: in the given order)
+    /// and dealt as one-frame segments over `batch` streams, as [`StreamPlan::shuffled_frames`]:
+    /// step t holds the rows `t * batch ..` of that order.
     pub fn frame_batches(
         videos: &[(usize, usize)],
         rows: &[usize],
         batch: usize,
-        seed: u64,
+        seed: Option<u64>,
     ) -> StreamPlan {
         assert!(batch > 0, "the batch size must be positive");
         let all: Vec<Segment> = videos
@@ -121,7 +122,9 @@ impl StreamPlan {
             })
             .collect();
         let mut frames: Vec<Segment> = rows.iter().map(|&r| all[r]).collect();
-        frames.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        if let Some(seed) = seed {
+            frames.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        }
         let n_steps = frames.len().div_ceil(batch);
         let mut streams = vec![Vec::with_capacity(n_steps); batch];
         for (i, f) in frames.into_iter().enumerate() {

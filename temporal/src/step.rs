@@ -7,18 +7,95 @@
 //! and `temporal predict` (via [`crate::infer::infer_rows`]) and `temporal bench`, so that the
 //! benchmark times exactly the code path that training runs.
 //!
+//! [`gather`] / [`gather_features`] take a step's rows out of the split tensors and
+//! [`to_probabilities`] turns the model's outputs into the `PRED_COLS` columns of a prediction.
+//!
 //! What it does not: plan the streams ([`crate::data::streams::StreamPlan`]), loop over steps or
 //! epochs, log, checkpoint, or decide what to do with a non-finite loss (the caller names the
 //! epoch and step and stops).
 
 use crate::data::streams::Step;
 use crate::data::SplitData;
-use crate::infer::{gather, to_probabilities, PRED_COLS};
-use crate::loss::{mtl_loss, LossConfig};
-use crate::model::{States, TemporalMtl};
+use crate::loss::{mtl_loss, LabelTensors, LossConfig};
+use crate::model::{Outputs, States, TemporalMtl};
 use crate::optim::{Optimizer, Pass};
+use shared::{N_AU, N_EXPR};
 use std::collections::BTreeMap;
-use tch::Tensor;
+use tch::{Kind, Tensor};
+
+/// Columns of a per-row prediction: valence, arousal, 8 expression and 12 AU probabilities.
+pub const PRED_COLS: i64 = (2 + N_EXPR + N_AU) as i64;
+
+/// The model input and labels of one step: features [B, L, D] (zero at padding) and labels with
+/// invalid markers at padding.
+pub fn gather(data: &SplitData, step: &Step) -> (Tensor, LabelTensors) {
+    let (b, l) = (step.index.size()[0], step.index.size()[1]);
+    let idx = step.index.view([-1]);
+    let pad = step.valid.logical_not();
+    let x = gather_features(data, step);
+    let va = data
+        .va
+        .index_select(0, &idx)
+        .view([b, l, 2])
+        .masked_fill(&pad.unsqueeze(-1), -5.0);
+    let expr = data
+        .expr
+        .index_select(0, &idx)
+        .view([b, l])
+        .masked_fill(&pad, -1);
+    let au = data
+        .au
+        .index_select(0, &idx)
+        .view([b, l, N_AU as i64])
+        .masked_fill(&pad.unsqueeze(-1), -1.0);
+    (x, LabelTensors { va, expr, au })
+}
+
+/// The model input of one step alone (inference needs no labels): features [B, L, D], zero at
+/// padding.
+pub fn gather_features(data: &SplitData, step: &Step) -> Tensor {
+    let (b, l) = (step.index.size()[0], step.index.size()[1]);
+    data.feats
+        .index_select(0, &step.index.view([-1]))
+        .view([b, l, -1])
+        * step.valid.unsqueeze(-1)
+}
+
+/// Per-frame outputs [B, L, 22]: VA as regressed, expression softmax, AU sigmoid (AU outputs
+/// that are already probabilities as they are). Heads the
+/// model does not have give valence/arousal 0, uniform expression and AU probability 0.5.
+pub fn to_probabilities(out: &Outputs) -> Tensor {
+    let any = out
+        .by_task
+        .values()
+        .next()
+        .expect("a model has at least one head");
+    let (b, l) = (any.size()[0], any.size()[1]);
+    let opts = (Kind::Float, any.device());
+    let va = |name: &str| {
+        out.by_task
+            .get(name)
+            .map(|t| t.shallow_clone())
+            .unwrap_or_else(|| Tensor::zeros([b, l, 1], opts))
+    };
+    let expr = out
+        .by_task
+        .get("expr")
+        .map(|t| t.softmax(-1, Kind::Float))
+        .unwrap_or_else(|| Tensor::full([b, l, N_EXPR as i64], 1.0 / N_EXPR as f64, opts));
+    let au = out
+        .by_task
+        .get("au")
+        .map(|t| {
+            if out.au_probabilities {
+                t.shallow_clone()
+            } else {
+                t.sigmoid()
+            }
+        })
+        .unwrap_or_else(|| Tensor::full([b, l, N_AU as i64], 0.5, opts));
+    Tensor::cat(&[va("valence"), va("arousal"), expr, au], -1)
+}
 
 /// What one training step did.
 #[derive(Debug)]
@@ -101,7 +178,7 @@ pub fn infer_step(
     rows: &mut Tensor,
 ) -> States {
     tch::no_grad(|| {
-        let (x, _) = gather(data, step);
+        let x = gather_features(data, step);
         let carried = prev.map(|s| s.carry(&step.reset.logical_not()));
         let pad = step.valid.logical_not();
         let (out, states) = model.forward_t(&x, Some(&pad), carried.as_ref(), false);

@@ -15,7 +15,8 @@ and GFLOP/frame are taken from the model's first line.
 
 Arguments: RESULTS THREADS BATCH REPS. THREADS, BATCH and REPS are only shown in the caption.
 
-Prints on stdout: a caption paragraph, an empty line, then the Markdown table (header, separator,
+Prints on stdout: the CPU (scripts/cpu_info.py: model, logical CPUs, vector extensions), a
+caption paragraph, an empty line, then the Markdown table (header, separator,
 one row per model; no rows when RESULTS is empty). bench-extract.sh tees it to table.md.
 
 Exit status: 0; 1 (with Python's traceback on stderr) when the arguments are not exactly four,
@@ -23,7 +24,10 @@ RESULTS cannot be read, a line is not JSON or lacks a key, or a median is zero.
 
 Python 3 standard library only.
 """
-import json, statistics, sys
+import json, os, statistics, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpu_info  # noqa: E402
 
 path, threads, batch, reps = sys.argv[1:]
 by_model = {}
@@ -39,6 +43,7 @@ def cell(values):
     return f"{med:.2f} [{min(values):.2f}–{max(values):.2f}]"
 
 
+print(f"CPU: {cpu_info.describe()}\n")
 print(f"Feature extraction, frames/s: median [min–max] of {reps} interleaved rounds; batch {batch}, "
       f"{threads} threads, CPU, the same JPEG frames for both; ours pipeline = after its first "
       "batch (the peer times its pipeline after a warm-up forward).\n")

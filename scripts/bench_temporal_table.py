@@ -22,8 +22,8 @@ gru/basic or lstm/feedback, or system/NAME-SIZE such as system/anfl-512 (rows in
 given). Environment (optional, set by bench-temporal.sh): BENCH_THREADS, BENCH_LOAD_START (the
 1/5/15-minute load averages before the run).
 
-Prints on stdout: one line naming the CPU (the "model name" of /proc/cpuinfo and the number of
-logical CPUs), the date, the threads and the load averages before and after the run, a blank
+Prints on stdout: one line naming the CPU (scripts/cpu_info.py: the "model name" of
+/proc/cpuinfo, the number of logical CPUs and the vector extensions), the date, the threads and the load averages before and after the run, a blank
 line, then the Markdown table (header, separator, one row per CONFIG). bench-temporal.sh tees it
 to OUT/table.md.
 
@@ -34,17 +34,15 @@ Python 3 standard library only.
 """
 import datetime, json, os, sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpu_info  # noqa: E402
+
 out, configs = sys.argv[1], sys.argv[2:]
 
 
 def cpu_model():
-    """the "model name" of /proc/cpuinfo and the number of logical CPUs ("unknown CPU" if none)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            names = [l.split(":", 1)[1].strip() for l in fh if l.startswith("model name")]
-    except OSError:
-        names = []
-    return f"{names[0]} ({len(names)} logical CPUs)" if names else "unknown CPU"
+    """the CPU: model name, logical CPUs and vector extensions (scripts/cpu_info.py)."""
+    return cpu_info.describe()
 
 
 def load_now():

@@ -38,6 +38,7 @@ use crate::data::join::label_tensors;
 use crate::data::streams::StreamPlan;
 use crate::data::{SplitData, VideoSpan};
 use crate::loss::LossConfig;
+use crate::model::kernels::choice::{self, Decision, KernelPolicy};
 use crate::model::{Arch, Config, HeadTask, States, TemporalMtl, Topology};
 use crate::optim::{OptimConfig, Optimizer};
 use crate::step::{infer_step, train_step};
@@ -46,6 +47,7 @@ use clap::Args;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use shared::{FrameLabels, VideoId, N_AU, N_EXPR};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::VarStore;
@@ -121,6 +123,10 @@ pub struct BenchArgs {
     /// cpu, cuda, cuda:N, auto.
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     pub device: String,
+    /// Kernel of GRU/LSTM layers in inference: auto measures packed, aten and addmm on the first
+    /// (warm-up) segment; the choice is in the report's `kernels`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kernel: KernelPolicy,
 }
 
 impl Default for BenchArgs {
@@ -147,6 +153,7 @@ impl Default for BenchArgs {
             infer_reps: 3,
             seed: 0,
             device: "cpu".to_string(),
+            kernel: KernelPolicy::Auto,
         }
     }
 }
@@ -367,10 +374,13 @@ pub struct BenchReport {
     pub infer_fps_min_max: [f64; 2],
     /// Peak resident set size in MiB (`VmHWM` of `/proc/self/status`), null where unavailable.
     pub peak_rss_mb: Option<f64>,
+    /// The recurrent inference kernel of each layer shape and why (empty without GRU/LSTM).
+    pub kernels: BTreeMap<String, Decision>,
 }
 
 /// Run the command: print the report as one JSON line on stdout.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    choice::configure(args.kernel);
     let report = bench(args, &BenchSetup::from_args(args)?)?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
@@ -557,6 +567,7 @@ pub fn bench(args: &BenchArgs, setup: &BenchSetup) -> Result<BenchReport> {
         infer_fps,
         infer_fps_min_max,
         peak_rss_mb,
+        kernels: choice::decisions(),
     })
 }
 

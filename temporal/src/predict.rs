@@ -10,6 +10,7 @@ use crate::config::TrainConfig;
 use crate::data::normalise::Normalisation;
 use crate::data::{Split, SplitData, SplitLabels};
 use crate::infer::{infer_rows, scored_predictions};
+use crate::model::kernels::choice::{self, KernelPolicy};
 use crate::model::TemporalMtl;
 use crate::run_dir::{load_weights, Checkpoint, RunDir};
 use anyhow::{bail, Result};
@@ -43,10 +44,16 @@ pub struct PredictArgs {
     /// auto, cpu, cuda, cuda:N [default: the run's].
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<String>,
+    /// Kernel of GRU/LSTM layers: auto times packed, aten and addmm on the first segment of each
+    /// shape and keeps the fastest (cached per machine in
+    /// $XDG_CACHE_HOME/affect-toolkit/kernels.json; the choice is logged).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kernel: KernelPolicy,
 }
 
 /// Run the command.
 pub fn run(args: &PredictArgs) -> Result<()> {
+    choice::configure(args.kernel);
     let dir = RunDir::open(&args.run)?;
     let mut cfg = TrainConfig::load(&dir.config())?;
     if let Some(d) = &args.data {
@@ -66,6 +73,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| dir.root.join("predictions").join(args.split.name()));
     let n = predict(&dir, &cfg, args.checkpoint, args.split, &out)?;
+    choice::log_decisions();
     println!(
         "{n} videos of the {} split scored -> {}",
         args.split.name(),

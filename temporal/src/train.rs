@@ -24,6 +24,7 @@ use crate::data::{FrameMode, Split, SplitData, SplitLabels};
 use crate::infer::{infer_rows, scored_predictions};
 use crate::loss::LossConfig;
 use crate::model::config::HeadKinds;
+use crate::model::kernels::choice::{self, KernelPolicy};
 use crate::model::{Arch, HeadTask, States, TemporalMtl, Topology};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::run_dir::{load_weights, save_weights, Checkpoint, EpochMetrics, Progress, RunDir};
@@ -89,6 +90,11 @@ pub struct TrainArgs {
     /// libtorch threads [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Kernel of GRU/LSTM layers in validation: auto times packed, aten and addmm on the first
+    /// segment of each shape and keeps the fastest (cached per machine in
+    /// $XDG_CACHE_HOME/affect-toolkit/kernels.json, recorded in <run>/kernels.json).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kernel: KernelPolicy,
     /// Segment length in frames [default: 250].
     #[arg(long, value_name = "L")]
     pub seg_len: Option<usize>,
@@ -323,6 +329,7 @@ fn drop_heads_of_untrained_tasks(c: &mut TrainConfig) {
 
 /// Run the command.
 pub fn run(args: &TrainArgs) -> Result<()> {
+    choice::configure(args.kernel);
     let mut cfg = args.resolve()?;
     let run_dir = cfg.run_dir();
     let mut resume = args.resume;
@@ -356,7 +363,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             run_dir.display()
         );
     }
-    train(&cfg, resume).map(|_| ())
+    train(&cfg, resume)?;
+    choice::log_decisions();
+    choice::write_decisions(&run_dir.join("kernels.json"))
 }
 
 /// Train with a resolved configuration; returns the epochs' metrics.

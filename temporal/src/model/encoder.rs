@@ -11,6 +11,7 @@
 //! pack padded sequences: as in the reference, a recurrent layer runs over padded frames too.
 
 use super::config::{Arch, Config};
+use super::kernels::choice::{self, LayerShape, RnnKernel};
 use super::kernels::gru::{self, DeferredGrads};
 use super::kernels::rnn_eval;
 use super::layers::torch_linear;
@@ -21,10 +22,11 @@ use tch::Tensor;
 
 /// One GRU or LSTM layer with its carried state.
 ///
-/// Which kernels run: without gradients (validation, prediction) [`rnn_eval`]'s loops on a
-/// packed recurrent weight; a GRU that trains [`gru::train_forward`]; otherwise ATen's `gru` /
-/// `lstm`, called directly (as `nn.GRU` / `nn.LSTM` do) rather than through tch's `nn::RNN`,
-/// whose `train` flag is fixed at construction.
+/// Which kernels run: without gradients (validation, prediction) the one [`choice`] picks for
+/// the layer's shape on this machine ([`rnn_eval`]'s loops on a packed weight or on `addmm`, or
+/// ATen's operator); a GRU that trains [`gru::train_forward`]; otherwise ATen's `gru` / `lstm`,
+/// called directly (as `nn.GRU` / `nn.LSTM` do) rather than through tch's `nn::RNN`, whose
+/// `train` flag is fixed at construction.
 #[derive(Debug)]
 pub struct RnnBlock {
     arch: Arch,
@@ -67,7 +69,7 @@ impl RnnBlock {
 
     /// Runs `x [B, L, d_in]` from `state` (zeros when `None`, as PyTorch does) and returns the
     /// outputs `[B, L, hidden]` and the final state. Without gradients (`tch::no_grad`) the
-    /// layer runs [`rnn_eval`] (ATen's kernels where MKL's packed GEMM is missing); otherwise
+    /// layer runs the kernel [`choice`] picks (see [`RnnBlock::forward_eval`]); otherwise
     /// `train` selects ATen's training or inference kernels (there is no dropout in a one-layer
     /// RNN), and a GRU in training runs [`gru::train_forward`] and records its deferred
     /// recurrent weight gradient in `deferred` (complete the backward pass with
@@ -90,9 +92,7 @@ impl RnnBlock {
                     _ => zeros(),
                 };
                 if !rnn_eval::records_gradients() {
-                    if let Some((y, h)) = rnn_eval::gru(x, &h0, &self.weights) {
-                        return (y, RnnState::Gru(h));
-                    }
+                    return self.forward_eval(x, RnnState::Gru(h0));
                 }
                 if train {
                     let (y, h, d) = gru::train_forward(x, &h0, &self.weights);
@@ -110,9 +110,7 @@ impl RnnBlock {
                     _ => (zeros(), zeros()),
                 };
                 if !rnn_eval::records_gradients() {
-                    if let Some((y, h, c)) = rnn_eval::lstm(x, &h0, &c0, &self.weights) {
-                        return (y, RnnState::Lstm { h, c });
-                    }
+                    return self.forward_eval(x, RnnState::Lstm { h: h0, c: c0 });
                 }
                 let (y, h, c) = x.lstm(&[h0, c0], &self.weights, true, 1, 0.0, train, false, true);
                 (y, RnnState::Lstm { h, c })
@@ -121,6 +119,67 @@ impl RnnBlock {
             (Arch::Lstm, Some(_)) => panic!("an LSTM layer was given a GRU state"),
             (Arch::Transformer | Arch::Mlp | Arch::None, _) => {
                 unreachable!("RnnBlock::new checks the arch")
+            }
+        }
+    }
+}
+
+/// Frames of the first segment of a shape on which `--kernel auto` times the candidates.
+const PROBE_FRAMES: i64 = 64;
+
+impl RnnBlock {
+    /// The layer without gradients from `state` (already of the layer's kind), on the kernel
+    /// [`choice::choose`] keeps for this shape: on the first segment of a new shape under
+    /// `--kernel auto` every candidate is timed on its first [`PROBE_FRAMES`] frames.
+    fn forward_eval(&self, x: &Tensor, state: RnnState) -> (Tensor, RnnState) {
+        let (rows, frames, d_in) = x.size3().expect("a recurrent layer reads [B, L, d]");
+        let shape = LayerShape {
+            arch: if self.arch == Arch::Gru {
+                "gru"
+            } else {
+                "lstm"
+            },
+            rows,
+            d_in,
+            hidden: self.hidden,
+            device: format!("{:?}", x.device()).to_lowercase(),
+        };
+        let available = rnn_eval::candidates(&self.weights[1]);
+        // time on the segment's first frames: the cost per frame does not depend on the length
+        let probe = x.narrow(1, 0, frames.min(PROBE_FRAMES));
+        let kernel = choice::choose(&shape, &available, rows * probe.size()[1], |k| {
+            choice::time_call(|| {
+                let _ = self.run_eval(k, &probe, &state);
+            })
+        });
+        self.run_eval(kernel, x, &state)
+    }
+
+    /// One kernel over the segment; ATen's operator where `kernel`'s product is unavailable.
+    fn run_eval(&self, kernel: RnnKernel, x: &Tensor, state: &RnnState) -> (Tensor, RnnState) {
+        match state {
+            RnnState::Gru(h0) => {
+                if let Some((y, h)) = rnn_eval::gru(x, h0, &self.weights, kernel) {
+                    return (y, RnnState::Gru(h));
+                }
+                let (y, h) = x.gru(h0, &self.weights, true, 1, 0.0, false, false, true);
+                (y, RnnState::Gru(h))
+            }
+            RnnState::Lstm { h: h0, c: c0 } => {
+                if let Some((y, h, c)) = rnn_eval::lstm(x, h0, c0, &self.weights, kernel) {
+                    return (y, RnnState::Lstm { h, c });
+                }
+                let (y, h, c) = x.lstm(
+                    &[h0.shallow_clone(), c0.shallow_clone()],
+                    &self.weights,
+                    true,
+                    1,
+                    0.0,
+                    false,
+                    false,
+                    true,
+                );
+                (y, RnnState::Lstm { h, c })
             }
         }
     }

@@ -5,13 +5,16 @@
 //! What it does:
 //! - [`gru`]: a GRU layer's training path, with the recurrent weight gradient as one GEMM per
 //!   segment ([`gru::DeferredGrads`] completes it after `loss.backward()`);
-//! - [`rnn_eval`]: GRU and LSTM layers when no gradient is recorded, on a recurrent weight
-//!   [`packed`] once per segment for MKL's packed GEMM;
+//! - [`rnn_eval`]: GRU and LSTM layers when no gradient is recorded, with the recurrent product
+//!   on a weight [`packed`] once per segment for MKL's packed GEMM, or on ATen's `addmm`;
+//! - [`choice`]: which of those (or ATen's fused `gru` / `lstm`) runs a layer shape, measured on
+//!   the machine (`--kernel`);
 //! - [`dropout`]: dropout with the mask drawn on the host, in parallel.
 //!
-//! What it does not: define parameters or their names (the architecture modules do), or choose
-//! a kernel (`model::encoder::RnnBlock` does, from the grad mode and what the machine offers).
+//! What it does not: define parameters or their names (the architecture modules do), or run the
+//! layers (`model::encoder::RnnBlock` asks [`choice`] and calls the kernel).
 
+pub mod choice;
 pub mod dropout;
 pub mod gru;
 pub mod packed;

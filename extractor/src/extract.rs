@@ -1,8 +1,8 @@
 //! `extractor extract`: every frame of every video through a backbone into the feature cache.
 //!
 //! Data flow: a decoder thread lists each video's frames, decodes and resizes a batch at a time
-//! in parallel (rayon) and sends it through a bounded queue, while this thread runs the backbone
-//! on the previous batch; a video's features are written (atomically) as soon as it completes.
+//! on as many threads as the measured rates ask for ([`crate::pipeline`]) and sends it through a
+//! queue of the measured depth, while this thread runs the backbone on the previous batch; a video's features are written (atomically) as soon as it completes.
 //! Corrupt frames are recorded in the file's `missing` list; a video that cannot be read at all is
 //! reported and the others complete; the process then exits non-zero.
 //!
@@ -19,6 +19,7 @@
 
 use crate::backbones::{self, Backbone, BackboneConfig, Output};
 use crate::feature_sets::FeaturesFile;
+use crate::pipeline::{self, Gate, Rates};
 use crate::shard::Shard;
 use crate::sources::{self, video_file, VideoSource};
 use anyhow::{anyhow, bail, Context, Result};
@@ -30,6 +31,7 @@ use shared::device::parse_device;
 use shared::VideoId;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -367,11 +369,22 @@ pub fn extract_set(
         .sum();
     let bar = progress_bar(set, total);
     let size = backbone.input_size();
-    let (tx, rx) = sync_channel::<(usize, Decoded)>(2);
+    // The queue's hard bound; the decoder keeps to the measured depth through `gate`.
+    let (tx, rx) = sync_channel::<(usize, Decoded)>(pipeline::MAX_QUEUE);
+    let rates = Arc::new(Rates::new(rayon::current_num_threads()));
+    let gate = Arc::new(Gate::default());
     let producer_sources = todo.clone();
+    let (producer_rates, producer_gate) = (rates.clone(), gate.clone());
     let producer = std::thread::spawn(move || {
+        let mut decoder = Decoder::new(&producer_rates);
         for (i, src) in producer_sources.iter().enumerate() {
-            let result = decode_video(src, size, batch_size, &mut |d| tx.send((i, d)).is_ok());
+            let mut send = |d: Decoded| {
+                if matches!(d, Decoded::Batch { .. }) {
+                    producer_gate.enter(producer_rates.queue_depth());
+                }
+                tx.send((i, d)).is_ok()
+            };
+            let result = decoder.video(src, size, batch_size, &mut send);
             let last = match result {
                 Ok(()) => Decoded::Done,
                 Err(e) => Decoded::Failed(format!("{e:#}")),
@@ -382,6 +395,8 @@ pub fn extract_set(
         }
     });
     let sink = Sink {
+        rates: &rates,
+        gate: &gate,
         backbone: backbone.as_ref(),
         device,
         half,
@@ -402,6 +417,8 @@ pub fn extract_set(
 
 /// The consuming end of the queue: forward passes and cache writes.
 struct Sink<'a> {
+    rates: &'a Rates,
+    gate: &'a Gate,
     backbone: &'a dyn Backbone,
     device: Device,
     half: bool,
@@ -419,6 +436,8 @@ impl Sink<'_> {
         report: &mut SetReport,
     ) -> Result<()> {
         let Sink {
+            rates,
+            gate,
             backbone,
             device,
             half,
@@ -444,8 +463,10 @@ impl Sink<'_> {
                     pixels,
                     missing: m,
                 } => {
+                    gate.leave();
                     missing.extend(m);
                     if !f.is_empty() {
+                        let forward_started = Instant::now();
                         let n = f.len() as i64;
                         let host = Tensor::from_slice(&pixels).view([n, 3, size, size]);
                         // On CUDA: page-locked host memory and an asynchronous copy.
@@ -463,6 +484,10 @@ impl Sink<'_> {
                             }
                         });
                         rows.push(feats.to_device(Device::Cpu).to_kind(tch::Kind::Float));
+                        if warm.is_some() {
+                            // the first forward pass carries one-off set-up: not a rate
+                            rates.record_forward(f.len(), forward_started.elapsed());
+                        }
                         frames.extend(f);
                         bar.inc(n as u64);
                         done += n as usize;
@@ -506,9 +531,12 @@ impl Sink<'_> {
             _ => String::new(),
         };
         tracing::info!(
-            "{set}: {} frames in {secs:.1} s ({:.1} frames/s{after_first})",
+            "{set}: {} frames in {secs:.1} s ({:.1} frames/s{after_first}; frames decoded on {} \
+             thread(s), up to {} batches queued, from the measured rates)",
             report.frames,
-            report.frames as f64 / secs
+            report.frames as f64 / secs,
+            rates.decode_threads(),
+            rates.queue_depth()
         );
         Ok(())
     }
@@ -527,83 +555,130 @@ fn stack_rows(rows: &[Tensor], backbone: &dyn Backbone) -> Result<ndarray::Array
     Ok(ndarray::ArrayD::from_shape_vec(dims, flat)?)
 }
 
-/// Decode one video batch by batch; `send` returns false when the consumer has gone.
-fn decode_video(
-    src: &VideoSource,
-    size: u32,
-    batch_size: usize,
-    send: &mut dyn FnMut(Decoded) -> bool,
-) -> Result<()> {
-    match src {
-        VideoSource::Frames { frames: list, .. } => {
-            for chunk in list.chunks(batch_size) {
-                let decoded: Vec<(u32, Result<Vec<f32>, String>)> = chunk
-                    .par_iter()
-                    .map(|(n, path)| (*n, sources::load_frame(path, size)))
-                    .collect();
-                let mut batch = Decoded::Batch {
-                    frames: Vec::with_capacity(chunk.len()),
-                    pixels: Vec::with_capacity(chunk.len() * 3 * (size * size) as usize),
-                    missing: Vec::new(),
-                };
-                if let Decoded::Batch {
-                    frames,
-                    pixels,
-                    missing,
-                } = &mut batch
-                {
-                    for (n, result) in decoded {
-                        match result {
-                            Ok(px) => {
-                                frames.push(n as i32);
-                                pixels.extend_from_slice(&px);
-                            }
-                            Err(reason) => {
-                                tracing::warn!(
-                                    "{}: frame {n}: {reason}; recorded as missing",
-                                    src.video()
-                                );
-                                missing.push(MissingFrame {
-                                    frame: n as i32,
-                                    reason,
-                                });
-                            }
-                        }
-                    }
-                }
-                if !send(batch) {
-                    return Ok(());
-                }
-            }
-            Ok(())
+/// The decoding end of the queue: decodes each batch of frames on as many threads as the
+/// measured [`Rates`] ask for (one: on this thread; all cores: the global pool).
+struct Decoder<'a> {
+    rates: &'a Rates,
+    /// Thread pools of fewer threads than the cores, made when first needed.
+    pools: Vec<Option<rayon::ThreadPool>>,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(rates: &'a Rates) -> Decoder<'a> {
+        Decoder {
+            rates,
+            pools: Vec::new(),
         }
-        VideoSource::File { path, .. } => {
-            let mut frames_out = Vec::with_capacity(batch_size);
-            let mut pixels = Vec::new();
-            for item in video_file::decode(path, size)? {
-                let (n, px) = item?;
-                frames_out.push(n as i32);
-                pixels.extend_from_slice(&px);
-                if frames_out.len() == batch_size {
-                    let batch = Decoded::Batch {
-                        frames: std::mem::take(&mut frames_out),
-                        pixels: std::mem::take(&mut pixels),
-                        missing: Vec::new(),
-                    };
-                    if !send(batch) {
+    }
+
+    /// Decodes `chunk` on `threads` threads, in order.
+    fn decode(
+        &mut self,
+        chunk: &[(u32, PathBuf)],
+        size: u32,
+        threads: usize,
+    ) -> Vec<(u32, Result<Vec<f32>, String>)> {
+        let one = |(n, path): &(u32, PathBuf)| (*n, sources::load_frame(path, size));
+        if threads <= 1 {
+            return chunk.iter().map(one).collect();
+        }
+        if threads >= rayon::current_num_threads() {
+            return chunk.par_iter().map(one).collect();
+        }
+        if self.pools.len() <= threads {
+            self.pools.resize_with(threads + 1, || None);
+        }
+        let pool = self.pools[threads].get_or_insert_with(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("decode-{i}"))
+                .build()
+                .expect("a thread pool of a few threads")
+        });
+        pool.install(|| chunk.par_iter().map(one).collect())
+    }
+
+    /// Decode one video batch by batch; `send` returns false when the consumer has gone.
+    fn video(
+        &mut self,
+        src: &VideoSource,
+        size: u32,
+        batch_size: usize,
+        send: &mut dyn FnMut(Decoded) -> bool,
+    ) -> Result<()> {
+        match src {
+            VideoSource::Frames { frames: list, .. } => {
+                for chunk in list.chunks(batch_size) {
+                    let threads = self.rates.decode_threads();
+                    let started = Instant::now();
+                    let decoded = self.decode(chunk, size, threads);
+                    self.rates
+                        .record_decode(chunk.len(), threads, started.elapsed());
+                    if !send(batch_of(src, size, decoded)) {
                         return Ok(());
                     }
                 }
+                Ok(())
             }
-            if !frames_out.is_empty() {
-                send(Decoded::Batch {
-                    frames: frames_out,
-                    pixels,
-                    missing: Vec::new(),
+            VideoSource::File { path, .. } => {
+                let mut frames_out = Vec::with_capacity(batch_size);
+                let mut pixels = Vec::new();
+                for item in video_file::decode(path, size)? {
+                    let (n, px) = item?;
+                    frames_out.push(n as i32);
+                    pixels.extend_from_slice(&px);
+                    if frames_out.len() == batch_size {
+                        let batch = Decoded::Batch {
+                            frames: std::mem::take(&mut frames_out),
+                            pixels: std::mem::take(&mut pixels),
+                            missing: Vec::new(),
+                        };
+                        if !send(batch) {
+                            return Ok(());
+                        }
+                    }
+                }
+                if !frames_out.is_empty() {
+                    send(Decoded::Batch {
+                        frames: frames_out,
+                        pixels,
+                        missing: Vec::new(),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One batch from decoded frames: the pixels of those that decoded, the others as missing.
+fn batch_of(
+    src: &VideoSource,
+    size: u32,
+    decoded: Vec<(u32, Result<Vec<f32>, String>)>,
+) -> Decoded {
+    let mut frames = Vec::with_capacity(decoded.len());
+    let mut pixels = Vec::with_capacity(decoded.len() * 3 * (size * size) as usize);
+    let mut missing = Vec::new();
+    for (n, result) in decoded {
+        match result {
+            Ok(px) => {
+                frames.push(n as i32);
+                pixels.extend_from_slice(&px);
+            }
+            Err(reason) => {
+                tracing::warn!("{}: frame {n}: {reason}; recorded as missing", src.video());
+                missing.push(MissingFrame {
+                    frame: n as i32,
+                    reason,
                 });
             }
-            Ok(())
         }
+    }
+    Decoded::Batch {
+        frames,
+        pixels,
+        missing,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Frames (image folders, video files) to backbone embeddings in the HDF5 feature cache.
 //!
 //! What it does: finds the videos under a data root ([`sources`]: frame folders and video files),
-//! decodes and resizes their frames in parallel, runs a backbone ([`backbones`]: IResNet, DenseNet, ViT, TorchScript,
+//! decodes and resizes their frames on as many threads as the measured rates ask for
+//! ([`pipeline`]), runs a backbone ([`backbones`]: IResNet, DenseNet, ViT, TorchScript,
 //! HOG) in batches on the CPU or a GPU, and writes one crash-safe cache file per video
 //! ([`extract`]), optionally one shard of the videos ([`shard`]); [`inspect`] summarises a cache;
 //! [`sample_data`] writes the synthetic Aff-Wild2 sample.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod extract;
 pub mod feature_sets;
 pub mod inspect;
+pub mod pipeline;
 pub mod sample_data;
 pub mod shard;
 pub mod sources;

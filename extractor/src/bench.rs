@@ -28,7 +28,8 @@ pub struct BenchArgs {
     /// Feature set of the config or built-in backbone (iresnet50, densenet121, vit_b16, ...).
     #[arg(long, default_value = "iresnet50", value_name = "NAME")]
     pub backbone: String,
-    /// Weights (safetensors with the public parameter names); a seeded random init without.
+    /// Weights (safetensors or a PyTorch .pth/.pt/.bin state dict, public parameter names); a
+    /// seeded random init without.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Frames per forward pass.

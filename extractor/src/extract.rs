@@ -59,7 +59,9 @@ pub struct ExtractArgs {
     /// set has `pooling = "tokens"` instead) [default: the set's `output`, else pooled].
     #[arg(long, value_enum, value_name = "pooled|map")]
     pub output: Option<Output>,
-    /// Weights (safetensors with the public parameter names) for the single chosen backbone.
+    /// Weights for the single chosen backbone: safetensors, or a PyTorch checkpoint (.pth, .pt,
+    /// .bin: a state dict, also under "state_dict", "model" or "module"; read without Python)
+    /// with the public parameter names.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Where the backbone runs: auto (CUDA when available), cpu, cuda, cuda:N.

@@ -19,6 +19,7 @@ pub mod config;
 pub mod densenet;
 pub mod hog;
 pub mod iresnet;
+pub mod pth;
 pub mod torchscript;
 pub mod vit;
 pub mod weights;

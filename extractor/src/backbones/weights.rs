@@ -1,6 +1,8 @@
-//! Backbone weights: safetensors files addressed by their public (PyTorch) parameter names.
+//! Backbone weights: safetensors files and PyTorch checkpoints addressed by their public
+//! (PyTorch) parameter names.
 //!
-//! What it does: [`WeightsFile::open`] reads a safetensors header (names, shapes, dtypes) and
+//! What it does: [`WeightsFile::open`] reads a safetensors header (names, shapes, dtypes), or a
+//! `.pth` / `.pt` / `.bin` checkpoint through [`super::pth`] (no Python, nothing executed), and
 //! hashes the file (`sha256:<hex>`, the cache's `weights` attribute), so builders can size a
 //! model from the checkpoint before creating it; [`WeightsFile::load_into`] copies every tensor
 //! into a [`tch::nn::VarStore`] by name, converting to float32, after checking that names and
@@ -8,8 +10,8 @@
 //! mis-shaped tensor with its shapes and names the file. [`seeded`] builds a model's variables
 //! from a fixed seed, reproducibly, whatever the target device.
 //!
-//! What it does not: know any architecture (builders pass the names they ignore), or read
-//! pickled `.pth` checkpoints (convert them once with `safetensors.torch.save_file`).
+//! What it does not: know any architecture (builders pass the names they ignore), or accept a
+//! checkpoint that pickles anything but tensors and plain data (see [`super::pth`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -38,6 +40,22 @@ pub enum WeightsError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// A PyTorch checkpoint that cannot be read.
+    #[error("{path}: cannot read this PyTorch checkpoint: {reason}")]
+    Pth {
+        /// The checkpoint.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A PyTorch checkpoint that pickles more than tensors and plain data.
+    #[error("{path}: refused: the checkpoint's pickle names {globals:?}, which are not tensors or plain containers; loading it in Python could run code. Nothing was executed. If you trust the file, keep only its state dict in Python (sd = torch.load(f, weights_only=False), then torch.save of the dict of tensors), or convert it with safetensors.torch.save_file")]
+    Unsafe {
+        /// The checkpoint.
+        path: PathBuf,
+        /// `module.name` of each global outside the allowed list.
+        globals: Vec<String>,
     },
     /// Names or shapes do not match the model built from the config.
     #[error("{}", mismatch_message(.path, .model, .missing, .unexpected, .misshaped))]
@@ -91,23 +109,67 @@ fn mismatch_message(
 /// One tensor of a safetensors header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorMeta {
-    /// safetensors dtype name, e.g. `F32`, `F16`, `BF16`, `I64`.
+    /// safetensors dtype name, e.g. `F32`, `F16`, `BF16`, `I64` (libtorch's kind name, e.g.
+    /// `Float`, `Half`, for a PyTorch checkpoint).
     pub dtype: String,
     /// Shape.
     pub shape: Vec<i64>,
 }
 
-/// A safetensors weights file whose header has been read and whose bytes have been hashed.
+/// The container of a weights file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsFormat {
+    /// safetensors.
+    Safetensors,
+    /// A `torch.save` zip archive (`.pth`, `.pt`, `.bin`).
+    Pth,
+}
+
+impl WeightsFormat {
+    /// By the file's extension: `.pth`, `.pt` and `.bin` are PyTorch checkpoints, anything
+    /// else safetensors.
+    pub fn of(path: &Path) -> WeightsFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("pth" | "pt" | "bin") => WeightsFormat::Pth,
+            _ => WeightsFormat::Safetensors,
+        }
+    }
+}
+
+/// A weights file whose names and shapes have been read and whose bytes have been hashed.
 #[derive(Debug, Clone)]
 pub struct WeightsFile {
     path: PathBuf,
+    format: WeightsFormat,
     tensors: BTreeMap<String, TensorMeta>,
     sha256: String,
 }
 
 impl WeightsFile {
-    /// Reads the header of `path` and hashes the whole file.
+    /// Reads the names and shapes of `path` (a safetensors header, or a whole PyTorch
+    /// checkpoint) and hashes the whole file.
     pub fn open(path: &Path) -> Result<Self, WeightsError> {
+        if WeightsFormat::of(path) == WeightsFormat::Pth {
+            let tensors = super::pth::read(path)?
+                .into_iter()
+                .map(|(name, t)| {
+                    let dtype = format!("{:?}", t.kind());
+                    (
+                        name,
+                        TensorMeta {
+                            dtype,
+                            shape: t.size(),
+                        },
+                    )
+                })
+                .collect();
+            return Ok(Self {
+                path: path.to_path_buf(),
+                format: WeightsFormat::Pth,
+                tensors,
+                sha256: file_sha256(path)?,
+            });
+        }
         let io = |cause| WeightsError::Io {
             path: path.to_path_buf(),
             cause,
@@ -152,6 +214,7 @@ impl WeightsFile {
         let sha256 = file_sha256(path)?;
         Ok(Self {
             path: path.to_path_buf(),
+            format: WeightsFormat::Safetensors,
             tensors,
             sha256,
         })
@@ -240,10 +303,15 @@ impl WeightsFile {
                 misshaped,
             });
         }
-        let loaded = Tensor::read_safetensors(&self.path).map_err(|e| WeightsError::Format {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
+        let loaded = match self.format {
+            WeightsFormat::Pth => super::pth::read(&self.path)?,
+            WeightsFormat::Safetensors => {
+                Tensor::read_safetensors(&self.path).map_err(|e| WeightsError::Format {
+                    path: self.path.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+        };
         let _guard = tch::no_grad_guard();
         for (name, src) in loaded {
             if let Some(var) = vars.get(&name) {

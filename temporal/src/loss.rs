@@ -727,7 +727,7 @@ pub fn without_other(rows: &Tensor) -> Tensor {
     let out = rows.copy();
     let mut expr = out.narrow(1, 2, OTHER);
     let sum = expr.sum_dim_intlist([1i64].as_slice(), true, expr.kind());
-    let _ = expr.copy_(&(&expr / sum.clamp_min(1e-12)));
+    expr.copy_(&(&expr / sum.clamp_min(1e-12)));
     let _ = out.narrow(1, 2 + OTHER, 1).fill_(0.0);
     out
 }
@@ -804,7 +804,7 @@ pub fn mtl_loss(
             let probs = flat_logits.softmax(-1, logits.kind());
             let onehot = flat_target.one_hot(n_classes).to_kind(logits.kind());
             let rows = m.reshape([-1]).to_kind(logits.kind());
-            loss = loss + soft_dice_loss(&probs, &onehot, &rows) * cfg.dice_weight;
+            loss += soft_dice_loss(&probs, &onehot, &rows) * cfg.dice_weight;
         }
         losses.push(("expr", loss));
     }
@@ -1335,8 +1335,10 @@ mod tests {
             drop_other: true,
             ..Default::default()
         };
-        let mut counts = LabelCounts::default();
-        counts.expr = [2, 1, 0, 0, 0, 0, 0, 100];
+        let counts = LabelCounts {
+            expr: [2, 1, 0, 0, 0, 0, 0, 100],
+            ..Default::default()
+        };
         c = c.resolve(&counts).unwrap();
         // Present classes 0 (2) and 1 (1): inverse 0.5 and 1, mean 0.75; class 7 gets 1.
         let Weights::Values(w) = &c.expr_class_weights else {

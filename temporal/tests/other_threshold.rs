@@ -58,7 +58,7 @@ fn generate(seed: u64) -> (Vec<(FrameRef, FrameLabels)>, PredictionSet) {
     let mut labels = Vec::new();
     let mut preds = PredictionSet::new();
     for v in 0..3 {
-        let video = VideoId::new(&format!("video{v}")).unwrap();
+        let video = VideoId::new(format!("video{v}")).unwrap();
         let mut class = 0u8;
         let mut rows = Vec::new();
         for f in 1..=80u32 {

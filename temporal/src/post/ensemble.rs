@@ -856,7 +856,7 @@ mod tests {
             PathBuf::from("runs/expr/preds"),
             PathBuf::from("runs/va-only/preds"),
         ];
-        check_expression_members(&names[..1], &[with_expr.clone()]).unwrap();
+        check_expression_members(&names[..1], std::slice::from_ref(&with_expr)).unwrap();
         let err = check_expression_members(&names, &[with_expr, no_expr])
             .unwrap_err()
             .to_string();

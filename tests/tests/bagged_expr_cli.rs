@@ -2,7 +2,9 @@
 //! (different seeds, so different bootstrap samples) trains, each member predicts the validation
 //! and test videos, `temporal ensemble --method rule-vote` combines them (checked frame by frame
 //! against the rule), the committee beats the chance baseline on the expression F1, the saved
-//! ensemble applies to the test predictions and writes a valid MTL submission.
+//! ensemble applies to the test predictions and writes a valid MTL submission. The paper's second
+//! scheme for Other: a member trained with `drop_other = true` never predicts class 7, and the
+//! threshold tuned on its validation predictions decides Other in its submission.
 
 use shared::abaw::{read_mtl_submission, read_prediction_dir, read_test_list, PredictionSet};
 use std::path::{Path, PathBuf};
@@ -228,4 +230,177 @@ fn a_bagged_expression_committee_trains_votes_by_rule_beats_chance_and_submits()
         read_test_list(&test_list).unwrap(),
         "one submission row per test-list frame, in its order"
     );
+}
+
+#[test]
+fn a_member_trained_without_other_gets_other_from_the_tuned_threshold_at_submit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_sample(&data, 10, 240, Some(32), 5);
+    let system =
+        std::fs::read_to_string(workspace_root().join("configs/systems/bagged-expr.toml")).unwrap();
+    assert!(
+        system.contains("\n[loss]\n"),
+        "the system config has a [loss] table"
+    );
+    let config = dir.path().join("drop-other.toml");
+    std::fs::write(
+        &config,
+        system.replace("\n[loss]\n", "\n[loss]\ndrop_other = true\n"),
+    )
+    .unwrap();
+    let run_dir = dir.path().join("run");
+    run_ok(
+        "temporal",
+        &[
+            "train",
+            "--config",
+            &s(&config),
+            "--data",
+            &s(&data),
+            "--features",
+            "synthetic",
+            "--threads",
+            "1",
+            "--out",
+            &s(&run_dir),
+        ],
+    );
+    for split in ["validation", "test"] {
+        run_ok(
+            "temporal",
+            &["predict", "--run", &s(&run_dir), "--split", split],
+        );
+        let preds = run_dir.join("predictions").join(split);
+        assert!(
+            preds.join("drop-other.json").is_file(),
+            "{split}: no marker"
+        );
+        let set = read_prediction_dir(&preds).unwrap();
+        assert!(
+            set.values().flatten().all(|(_, p)| p.expression[7] == 0.0),
+            "{split}: class 7 has probability 0"
+        );
+    }
+    let (val, test) = (
+        run_dir.join("predictions/validation"),
+        run_dir.join("predictions/test"),
+    );
+    let labels = data.join("validation_set_annotations.txt");
+    let threshold = run_dir.join("other-threshold.json");
+    run_ok(
+        "temporal",
+        &[
+            "evaluate",
+            "--pred",
+            &s(&val),
+            "--labels",
+            &s(&labels),
+            "--tune-thresholds",
+            &s(&run_dir.join("au-thresholds.json")),
+            "--tune-other-threshold",
+            &s(&threshold),
+        ],
+    );
+    run_ok(
+        "temporal",
+        &[
+            "baseline",
+            "--data",
+            &s(&data),
+            "--split",
+            "validation",
+            "--out",
+            &s(&dir.path().join("chance")),
+        ],
+    );
+    for (name, preds, other) in [
+        ("plain", &val, None),
+        ("other", &val, Some(&threshold)),
+        ("chance", &dir.path().join("chance"), None),
+    ] {
+        let json = s(&dir.path().join(format!("{name}.json")));
+        let mut args: Vec<String> = vec![
+            "evaluate".into(),
+            "--pred".into(),
+            s(preds),
+            "--labels".into(),
+            s(&labels),
+            "--json".into(),
+            json,
+        ];
+        if let Some(t) = other {
+            args.extend(["--other-threshold".into(), s(t)]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ok("temporal", &args);
+    }
+    let f1 = |name: &str| score(&dir.path().join(format!("{name}.json")), "f1_expr");
+    assert!(
+        f1("other") >= f1("plain"),
+        "the tuned threshold lowers the validation F1: {} < {}",
+        f1("other"),
+        f1("plain")
+    );
+    assert!(
+        f1("other") > f1("chance") + 0.1,
+        "drop_other member with the threshold: F1 {:.3} vs chance {:.3}",
+        f1("other"),
+        f1("chance")
+    );
+
+    // Submit: refused without the threshold, Other below it with it.
+    let test_list = data.join("test_set_list.txt");
+    let submission = dir.path().join("submission.txt");
+    let out = run(
+        "temporal",
+        &[
+            "submit",
+            &s(&test),
+            "--test-list",
+            &s(&test_list),
+            "--out",
+            &s(&submission),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("drop-other.json") && err.contains("--tune-other-threshold"),
+        "{err}"
+    );
+    run_ok(
+        "temporal",
+        &[
+            "submit",
+            &s(&test),
+            "--test-list",
+            &s(&test_list),
+            "--out",
+            &s(&submission),
+            "--other-threshold",
+            &s(&threshold),
+        ],
+    );
+    let t: f32 =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&threshold).unwrap())
+            .unwrap()["other_threshold"]
+            .as_f64()
+            .unwrap() as f32;
+    let preds = read_prediction_dir(&test).unwrap();
+    let rows = read_mtl_submission(&submission).unwrap();
+    assert_eq!(rows.len(), read_test_list(&test_list).unwrap().len());
+    for (f, d) in &rows {
+        let (_, p) = preds[&f.video]
+            .iter()
+            .find(|(frame, _)| *frame == f.frame)
+            .unwrap();
+        let top = p.expression.iter().cloned().fold(0.0f32, f32::max);
+        let want = if top < t {
+            7
+        } else {
+            argmax(&p.expression) as u8
+        };
+        assert_eq!(d.expression, want, "{f:?}: top {top}, threshold {t}");
+    }
 }

@@ -138,6 +138,8 @@ pub fn predict(
     }
     if cfg.loss.drop_other {
         crate::post::other::write_marker(out, &dir.root)?;
+    } else {
+        crate::post::other::clear_marker(out)?;
     }
     Ok(preds.len())
 }

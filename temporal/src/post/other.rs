@@ -186,7 +186,19 @@ pub fn has_marker(dir: &Path) -> bool {
     dir.join(MARKER).is_file()
 }
 
-/// Write the marker in `out` when any of the input folders has it (`ensemble`, `smooth`).
+/// Remove a marker left in `dir` by earlier predictions (the folder is being rewritten by a
+/// model trained with class 7).
+pub fn clear_marker(dir: &Path) -> Result<()> {
+    let path = dir.join(MARKER);
+    if path.is_file() {
+        std::fs::remove_file(&path)
+            .with_context(|| format!("removing the stale marker {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Write the marker in `out` when any of the input folders has it, and remove a stale one
+/// otherwise (`ensemble`, `smooth`).
 pub fn carry_marker(inputs: &[&Path], out: &Path) -> Result<()> {
     let from: Vec<String> = inputs
         .iter()
@@ -194,7 +206,7 @@ pub fn carry_marker(inputs: &[&Path], out: &Path) -> Result<()> {
         .map(|d| d.display().to_string())
         .collect();
     if from.is_empty() {
-        return Ok(());
+        return clear_marker(out);
     }
     write_marker_from(out, from)
 }
@@ -317,5 +329,10 @@ mod tests {
             "{err}"
         );
         require_threshold(&out, Some("0.4")).unwrap();
+        // Rewritten from unmarked inputs: the stale marker goes.
+        std::fs::remove_file(b.join(MARKER)).unwrap();
+        carry_marker(&[&a, &b], &out).unwrap();
+        assert!(!has_marker(&out));
+        require_threshold(&out, None).unwrap();
     }
 }

@@ -46,6 +46,10 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Which training frames an epoch of a frame-level model visits (`[resample]`).
     pub resample: Resample,
+    /// Bagging: train on a bootstrap sample of F x n training frames drawn with replacement,
+    /// seeded from `seed` (frame-level models; see `crate::data::resample`); absent = all data
+    /// without resampling.
+    pub bootstrap: Option<f64>,
     /// Base optimizer: `adam` (the reference's), `adamw` or `sgd`.
     pub optimizer: OptimizerKind,
     /// Learning rate (the schedule's peak).
@@ -105,6 +109,7 @@ impl Default for TrainConfig {
             streams: 8,
             batch_size: 256,
             resample: Resample::default(),
+            bootstrap: None,
             optimizer: OptimizerKind::Adam,
             lr: 5e-5,
             weight_decay: 0.0,
@@ -192,6 +197,17 @@ impl TrainConfig {
                  0 would scale every gradient to 0",
                 self.clip
             );
+        }
+        if let Some(f) = self.bootstrap {
+            crate::data::resample::validate_bootstrap(f)?;
+            if !self.model.arch.is_frame_level() {
+                bail!(
+                    "bootstrap = {f} draws single training frames with replacement, for \
+                     frame-level models (arch = \"none\"); arch = \"{}\" trains on whole videos \
+                     with a carried state: remove `bootstrap`",
+                    self.model.arch
+                );
+            }
         }
         if !self.resample.is_off() && !self.model.arch.is_frame_level() {
             bail!(

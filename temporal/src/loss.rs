@@ -15,6 +15,29 @@
 //!   probabilities (ANFL) are scored on them directly (BCE without the sigmoid); logits go
 //!   through a sigmoid for WAL. `bce+circle` adds the multi-label circle loss of LRP-ARL-FF to
 //!   the BCE ([`circle_loss`]). A frame's AU label is valid only when none of its 12 values is -1.
+//!   `focal` ([`AuLoss::Focal`], ABAW5 Wang et al.): per AU the binary focal loss
+//!   `-alpha_t (1 - p_t)^gamma log p_t` with `p_t = p`, `alpha_t = alpha_i` on a positive label
+//!   and `p_t = 1 - p`, `alpha_t = 1 - alpha_i` on a negative one, averaged over the 12 AUs then
+//!   over the valid frames (as BCE); `log p_t` is the log-sigmoid of the logit (logs clamped at
+//!   1e-8 for heads that output probabilities). `focal_gamma` (default 2, the paper's) and
+//!   `focal_alpha`: a number for every AU, 12 numbers, or `"frequency"`, which the paper leaves
+//!   open; our choice is `alpha_i = 1 - r_i` clamped to [0.05, 0.95], with `r_i` the AU's
+//!   occurrence rate over the training frames with a valid AU label ([`focal_alpha_auto`]): a
+//!   rare AU's positives weigh more, the 0.5 of an AU active half the time weighs both sides
+//!   alike, and the clamp keeps a side that never occurs from getting weight 0.
+//! - expr with `expr_loss = "ce+dice"` (ABAW5 Wang et al.): the cross-entropy above (with its
+//!   class weights) plus `dice_weight` (lambda, default 1) times the soft dice loss
+//!   `1 - mean_i 2 TP_i / (2 TP_i + FP_i + FN_i)` over the classes, with the softmax
+//!   probabilities in place of counts over the batch's valid frames: `TP_i = sum p_i y_i`,
+//!   `FP_i = sum p_i (1 - y_i)`, `FN_i = sum (1 - p_i) y_i` (so the denominator is
+//!   `sum p_i + sum y_i`, plus 1e-8 ([`DICE_EPS`]) so a class absent from the batch and from the
+//!   predictions gives 0, not NaN); unweighted by class, 0 without a valid frame.
+//! - `drop_other = true` (ABAW5 Wang et al.'s second scheme): frames labelled 7 (Other) are not
+//!   expression targets (as an invalid label), the cross-entropy and the dice run over the
+//!   first 7 logits only (the head still outputs 8; logit 7 gets no gradient), `auto` class
+//!   weights ignore class 7, and predictions are the softmax over those 7 with class 7 at 0
+//!   ([`without_other`]); `temporal evaluate --tune-other-threshold` / `submit --other-threshold`
+//!   then decide Other by a threshold on the top probability.
 //!
 //! The total is `sum(task_weight * task_loss)`. An invalid label (valence/arousal -5, expression
 //! -1, any AU -1, or a padded frame) contributes neither loss nor gradient, whatever the values at
@@ -38,6 +61,14 @@ const INVALID_CLASS: i64 = -1;
 pub const WAL_EPS: f64 = 1e-8;
 /// Added to the CCC denominator so a batch with constant predictions and labels stays finite.
 pub const CCC_EPS: f64 = 1e-8;
+/// Added to each class's soft dice denominator (a class absent from labels and predictions).
+pub const DICE_EPS: f64 = 1e-8;
+/// The clamp of the frequency-derived focal alpha (`alpha_i = 1 - r_i` in [0.05, 0.95]).
+pub const FOCAL_ALPHA_CLAMP: (f64, f64) = (0.05, 0.95);
+/// The clamp of probabilities inside the focal loss's logs (heads that output probabilities).
+pub const FOCAL_EPS: f64 = 1e-8;
+/// The expression class "Other", dropped from training by `drop_other`.
+pub const OTHER: i64 = 7;
 
 /// The labels of a batch of segments, with the ABAW invalid markers.
 #[derive(Debug)]
@@ -73,6 +104,68 @@ pub enum AuLoss {
     /// Binary cross-entropy plus the multi-label circle loss ([`circle_loss`], LRP-ARL-FF).
     #[serde(rename = "bce+circle")]
     BceCircle,
+    /// The binary focal loss per AU, with `focal_gamma` and `focal_alpha` (ABAW5 Wang et al.).
+    Focal,
+}
+
+/// The expression loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExprLoss {
+    /// Cross-entropy (the reference), with `expr_class_weights`.
+    #[default]
+    Ce,
+    /// Cross-entropy plus `dice_weight` times the soft dice loss ([`soft_dice_loss`]).
+    #[serde(rename = "ce+dice")]
+    CeDice,
+}
+
+/// The focal loss's alpha: from the training AU frequencies, or fixed.
+///
+/// In TOML: `"frequency"`, one number for every AU, or a list of 12 numbers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "AlphaRepr", into = "AlphaRepr")]
+pub enum FocalAlpha {
+    /// `alpha_i = 1 - r_i` clamped to [0.05, 0.95] ([`focal_alpha_auto`]), put in place by
+    /// [`LossConfig::resolve`].
+    #[default]
+    Frequency,
+    /// The same alpha for every AU.
+    Fixed(f64),
+    /// One alpha per AU.
+    PerAu(Vec<f64>),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum AlphaRepr {
+    Number(f64),
+    Word(String),
+    List(Vec<f64>),
+}
+
+impl TryFrom<AlphaRepr> for FocalAlpha {
+    type Error = String;
+    fn try_from(r: AlphaRepr) -> Result<Self, String> {
+        match r {
+            AlphaRepr::Word(w) if w == "frequency" => Ok(FocalAlpha::Frequency),
+            AlphaRepr::Word(w) => Err(format!(
+                "focal_alpha {w:?}: expected \"frequency\", a number in [0, 1] or a list of 12"
+            )),
+            AlphaRepr::Number(a) => Ok(FocalAlpha::Fixed(a)),
+            AlphaRepr::List(v) => Ok(FocalAlpha::PerAu(v)),
+        }
+    }
+}
+
+impl From<FocalAlpha> for AlphaRepr {
+    fn from(a: FocalAlpha) -> Self {
+        match a {
+            FocalAlpha::Frequency => AlphaRepr::Word("frequency".into()),
+            FocalAlpha::Fixed(a) => AlphaRepr::Number(a),
+            FocalAlpha::PerAu(v) => AlphaRepr::List(v),
+        }
+    }
 }
 
 /// Class weights or AU positive weights: none, `auto` from training label counts, or explicit.
@@ -160,7 +253,7 @@ impl TaskWeights {
 }
 
 /// Loss options; the default is the reference's loss.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
     /// `mse` (reference) or `ccc` for valence and arousal.
@@ -175,6 +268,34 @@ pub struct LossConfig {
     pub au_weights: Weights,
     /// Multipliers of each task's loss in the total.
     pub task_weights: TaskWeights,
+    /// `ce` (reference) or `ce+dice` for the expressions.
+    pub expr_loss: ExprLoss,
+    /// `ce+dice`: the weight lambda of the soft dice loss.
+    pub dice_weight: f64,
+    /// Train the expressions without class 7 (Other): its frames are no target, 7 logits scored.
+    pub drop_other: bool,
+    /// `au_loss = "focal"`: the focusing exponent gamma.
+    pub focal_gamma: f64,
+    /// `au_loss = "focal"`: alpha per AU (`"frequency"`, a number, or 12 numbers).
+    pub focal_alpha: FocalAlpha,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            va_loss: VaLoss::default(),
+            expr_class_weights: Weights::default(),
+            au_pos_weight: Weights::default(),
+            au_loss: AuLoss::default(),
+            au_weights: Weights::default(),
+            task_weights: TaskWeights::default(),
+            expr_loss: ExprLoss::default(),
+            dice_weight: 1.0,
+            drop_other: false,
+            focal_gamma: 2.0,
+            focal_alpha: FocalAlpha::default(),
+        }
+    }
 }
 
 /// A loss configuration that cannot be used.
@@ -189,6 +310,16 @@ pub enum LossConfigError {
         expected: usize,
         /// How many were given.
         found: usize,
+    },
+    /// A value out of its range (`what` says the range).
+    #[error("loss config: `{key}` = {value}: {what}")]
+    Range {
+        /// The config key.
+        key: &'static str,
+        /// The bad value.
+        value: f64,
+        /// What it must be.
+        what: &'static str,
     },
     /// A negative or non-finite weight.
     #[error("loss config: `{key}` holds {value}; weights must be finite and >= 0")]
@@ -281,6 +412,25 @@ pub fn wal_weights(rates: &[f64]) -> Vec<f64> {
     inv.iter().map(|x| inv.len() as f64 * x / sum).collect()
 }
 
+/// The focal loss's alpha from the training AU counts: `alpha_i = 1 - r_i`, clamped to
+/// [`FOCAL_ALPHA_CLAMP`], with `r_i = pos_i / (pos_i + neg_i)` (0.5 for an AU without any
+/// valid frame).
+///
+/// E.g. an AU active in 1 of 10 frames gets 0.9, one active in 99 of 100 frames 0.05.
+pub fn focal_alpha_auto(pos: &[u64], neg: &[u64]) -> Vec<f64> {
+    let (lo, hi) = FOCAL_ALPHA_CLAMP;
+    pos.iter()
+        .zip(neg)
+        .map(|(&p, &n)| {
+            if p + n == 0 {
+                0.5
+            } else {
+                (1.0 - p as f64 / (p + n) as f64).clamp(lo, hi)
+            }
+        })
+        .collect()
+}
+
 /// BCE positive weights `n_neg / n_pos` per AU (PyTorch's recommendation for
 /// `BCEWithLogitsLoss(pos_weight)`: positives and negatives then weigh the same in total).
 /// An AU with no positive (or no negative) frame gets 1.
@@ -318,7 +468,57 @@ impl LossConfig {
     pub fn validate(&self) -> Result<(), LossConfigError> {
         check("expr_class_weights", &self.expr_class_weights, N_EXPR)?;
         check("au_pos_weight", &self.au_pos_weight, N_AU)?;
-        check("au_weights", &self.au_weights, N_AU)
+        check("au_weights", &self.au_weights, N_AU)?;
+        if !(self.dice_weight.is_finite() && self.dice_weight >= 0.0) {
+            return Err(LossConfigError::Range {
+                key: "dice_weight",
+                value: self.dice_weight,
+                what: "the weight of the dice loss must be a finite number >= 0",
+            });
+        }
+        if !(self.focal_gamma.is_finite() && self.focal_gamma >= 0.0) {
+            return Err(LossConfigError::Range {
+                key: "focal_gamma",
+                value: self.focal_gamma,
+                what: "the focusing exponent must be a finite number >= 0 (2 in the paper)",
+            });
+        }
+        let alphas: &[f64] = match &self.focal_alpha {
+            FocalAlpha::Frequency => &[],
+            FocalAlpha::Fixed(a) => std::slice::from_ref(a),
+            FocalAlpha::PerAu(v) => {
+                if v.len() != N_AU {
+                    return Err(LossConfigError::Length {
+                        key: "focal_alpha",
+                        expected: N_AU,
+                        found: v.len(),
+                    });
+                }
+                v
+            }
+        };
+        if let Some(&value) = alphas.iter().find(|a| !(0.0..=1.0).contains(*a)) {
+            return Err(LossConfigError::Range {
+                key: "focal_alpha",
+                value,
+                what: "alpha weighs the positive side of each AU: a number in [0, 1]",
+            });
+        }
+        Ok(())
+    }
+
+    /// The focal alpha of each AU (after [`LossConfig::resolve`]).
+    ///
+    /// # Panics
+    /// If `focal_alpha` is still `"frequency"`.
+    pub fn focal_alphas(&self) -> Vec<f64> {
+        match &self.focal_alpha {
+            FocalAlpha::Frequency => panic!(
+                "loss config: `focal_alpha` is still \"frequency\"; call LossConfig::resolve with the training label counts first"
+            ),
+            FocalAlpha::Fixed(a) => vec![*a; N_AU],
+            FocalAlpha::PerAu(v) => v.clone(),
+        }
     }
 
     /// The same options with every `auto` replaced by weights from the training `counts`
@@ -342,7 +542,15 @@ impl LossConfig {
 
     fn fill_auto(&mut self, counts: &LabelCounts) {
         if self.expr_class_weights == Weights::Auto {
-            self.expr_class_weights = Weights::Values(class_weights_auto(&counts.expr));
+            let mut expr = counts.expr;
+            if self.drop_other {
+                // Class 7 is no target: it neither gets nor shapes a weight (its weight is 1).
+                expr[OTHER as usize] = 0;
+            }
+            self.expr_class_weights = Weights::Values(class_weights_auto(&expr));
+        }
+        if self.au_loss == AuLoss::Focal && self.focal_alpha == FocalAlpha::Frequency {
+            self.focal_alpha = FocalAlpha::PerAu(focal_alpha_auto(&counts.au_pos, &counts.au_neg));
         }
         if self.au_pos_weight == Weights::Auto {
             self.au_pos_weight = Weights::Values(pos_weight_auto(&counts.au_pos, &counts.au_neg));
@@ -438,6 +646,14 @@ fn au_loss(out: &Tensor, target: &Tensor, probabilities: bool, cfg: &LossConfig)
                     .mean_dim(-1, false, kind)
             }
         }
+        AuLoss::Focal => focal_loss(
+            out,
+            target,
+            probabilities,
+            &cfg.focal_alphas(),
+            cfg.focal_gamma,
+        )
+        .mean_dim(-1, false, kind),
         AuLoss::Wal => {
             let p = if probabilities {
                 out.shallow_clone()
@@ -454,6 +670,66 @@ fn au_loss(out: &Tensor, target: &Tensor, probabilities: bool, cfg: &LossConfig)
             l.mean_dim(-1, false, kind).neg()
         }
     }
+}
+
+/// The binary focal loss of every output `[..., n]` (no reduction) against 0/1 `target`, with
+/// `alpha[i]` for the positives of AU i (`1 - alpha[i]` for its negatives) and exponent `gamma`:
+/// `-alpha_t (1 - p_t)^gamma log p_t` (see the module documentation). `out` holds logits, or
+/// probabilities when `probabilities` is true.
+pub fn focal_loss(
+    out: &Tensor,
+    target: &Tensor,
+    probabilities: bool,
+    alpha: &[f64],
+    gamma: f64,
+) -> Tensor {
+    let (log_p, log_q) = if probabilities {
+        (
+            out.clamp_min(FOCAL_EPS).log(),
+            (out.neg() + 1.0).clamp_min(FOCAL_EPS).log(),
+        )
+    } else {
+        (out.log_sigmoid(), out.neg().log_sigmoid())
+    };
+    let alpha: Vec<f32> = alpha.iter().map(|&a| a as f32).collect();
+    let alpha = Tensor::from_slice(&alpha)
+        .to_device(out.device())
+        .to_kind(out.kind());
+    let pos = target * &alpha * (log_q.exp().pow_tensor_scalar(gamma)) * &log_p;
+    let neg = (target.neg() + 1.0)
+        * (alpha.neg() + 1.0)
+        * (log_p.exp().pow_tensor_scalar(gamma))
+        * &log_q;
+    (pos + neg).neg()
+}
+
+/// The soft dice loss `1 - mean_i 2 TP_i / (2 TP_i + FP_i + FN_i)` over the classes of `probs`
+/// `[N, C]` against `onehot` `[N, C]`, rows with `weight [N]` 0 left out (see the module
+/// documentation); 0 when no row counts.
+pub fn soft_dice_loss(probs: &Tensor, onehot: &Tensor, weight: &Tensor) -> Tensor {
+    let kind = probs.kind();
+    let w = weight.unsqueeze(-1);
+    let p = probs * &w;
+    let y = onehot * &w;
+    let tp = (&p * &y).sum_dim_intlist([0i64].as_slice(), false, kind);
+    let den = p.sum_dim_intlist([0i64].as_slice(), false, kind)
+        + y.sum_dim_intlist([0i64].as_slice(), false, kind)
+        + DICE_EPS;
+    let dice = (tp * 2.0 / den).mean(kind);
+    let any = weight.sum(kind).gt(0.0).to_kind(kind);
+    (dice.neg() + 1.0) * any
+}
+
+/// Prediction rows `[N, 22]` (valence, arousal, 8 expression and 12 AU probabilities) of a model
+/// trained with `drop_other`: the expression probabilities renormalised over classes 0..6 and
+/// class 7 set to 0 (the softmax over the first 7 logits).
+pub fn without_other(rows: &Tensor) -> Tensor {
+    let out = rows.copy();
+    let mut expr = out.narrow(1, 2, OTHER);
+    let sum = expr.sum_dim_intlist([1i64].as_slice(), true, expr.kind());
+    expr.copy_(&(&expr / sum.clamp_min(1e-12)));
+    let _ = out.narrow(1, 2 + OTHER, 1).fill_(0.0);
+    out
 }
 
 /// The multi-label circle loss of every frame (LRP-ARL-FF, no scale or margin) on logits
@@ -493,29 +769,44 @@ pub fn mtl_loss(
         }
     }
     if let Some(logits) = out.by_task.get("expr") {
-        let m = labels.expr.ne(INVALID_CLASS).logical_and(&valid);
+        let mut m = labels.expr.ne(INVALID_CLASS).logical_and(&valid);
+        let n_classes = if cfg.drop_other {
+            m = m.logical_and(&labels.expr.ne(OTHER));
+            OTHER
+        } else {
+            N_EXPR as i64
+        };
+        let logits = logits.narrow(-1, 0, n_classes);
         let target = labels
             .expr
             .to_kind(Kind::Int64)
             .masked_fill(&m.logical_not(), 0);
-        let ce = logits
-            .reshape([-1, N_EXPR as i64])
-            .cross_entropy_loss::<Tensor>(&target.reshape([-1]), None, Reduction::None, -100, 0.0)
+        let flat_logits = logits.reshape([-1, n_classes]);
+        let flat_target = target.reshape([-1]);
+        let ce = flat_logits
+            .cross_entropy_loss::<Tensor>(&flat_target, None, Reduction::None, -100, 0.0)
             .view_as(&target);
         let w = match weight_tensor(
             "expr_class_weights",
             &cfg.expr_class_weights,
             N_EXPR,
-            logits,
+            &logits,
         ) {
-            Some(w) => w.index_select(0, &target.reshape([-1])).view_as(&target),
+            Some(w) => w.index_select(0, &flat_target).view_as(&target),
             None => Tensor::ones_like(&ce),
         };
         let w = w.masked_fill(&m.logical_not(), 0.0);
         let num = (ce * &w)
             .masked_fill(&m.logical_not(), 0.0)
             .sum(logits.kind());
-        losses.push(("expr", safe_div(num, &w.sum(logits.kind()))));
+        let mut loss = safe_div(num, &w.sum(logits.kind()));
+        if cfg.expr_loss == ExprLoss::CeDice {
+            let probs = flat_logits.softmax(-1, logits.kind());
+            let onehot = flat_target.one_hot(n_classes).to_kind(logits.kind());
+            let rows = m.reshape([-1]).to_kind(logits.kind());
+            loss += soft_dice_loss(&probs, &onehot, &rows) * cfg.dice_weight;
+        }
+        losses.push(("expr", loss));
     }
     if let Some(logits) = out.by_task.get("au") {
         let au = labels.au.to_kind(logits.kind());
@@ -634,6 +925,7 @@ mod tests {
                 expr: 1.0,
                 au: 0.5,
             },
+            ..Default::default()
         };
         let (total, parts) = mtl_loss(&out, &labels, &valid, &cfg);
         // One valid VA frame: variances and covariance 0, CCC = 0 -> loss 1.
@@ -781,6 +1073,14 @@ mod tests {
                     expr: 1.5,
                     au: 3.0,
                 },
+                ..Default::default()
+            },
+            LossConfig {
+                expr_loss: ExprLoss::CeDice,
+                dice_weight: 0.7,
+                au_loss: AuLoss::Focal,
+                focal_alpha: FocalAlpha::Fixed(0.25),
+                ..Default::default()
             },
         ];
         for cfg in &cfgs {
@@ -958,5 +1258,175 @@ mod tests {
             })
         ));
         assert!(toml::from_str::<LossConfig>("expr_class_weights = \"balanced\"\n").is_err());
+    }
+
+    #[test]
+    fn ce_plus_dice_by_hand() {
+        let (out, labels, valid) = case();
+        let cfg = LossConfig {
+            expr_loss: ExprLoss::CeDice,
+            dice_weight: 0.5,
+            ..Default::default()
+        };
+        let (_, parts) = mtl_loss(&out, &labels, &valid, &cfg);
+        // One valid frame, target 2, probabilities 2/9 for class 2 and 1/9 for the others.
+        // Class 2: TP = 2/9, 2 TP + FP + FN = sum p + sum y = 2/9 + 1 -> dice 4/11; the other
+        // seven classes have TP = 0 -> dice 0. Mean 1/22, loss 21/22.
+        let want = -(2.0f64 / 9.0).ln() + 0.5 * 21.0 / 22.0;
+        assert!(close(parts["expr"], want), "{parts:?}");
+    }
+
+    #[test]
+    fn soft_dice_of_two_frames_by_hand() {
+        let p = Tensor::from_slice(&[0.75f32, 0.25, 0.5, 0.5, 0.1, 0.9]).view([3, 2]);
+        let y = Tensor::from_slice(&[1f32, 0.0, 0.0, 1.0, 1.0, 0.0]).view([3, 2]);
+        // The third row does not count.
+        let w = Tensor::from_slice(&[1f32, 1.0, 0.0]);
+        let d = soft_dice_loss(&p, &y, &w).double_value(&[]);
+        // Class 0: TP 0.75, sum p + sum y = 1.25 + 1 -> 1.5 / 2.25; class 1: TP 0.5,
+        // 0.75 + 1 -> 1 / 1.75.
+        let want = 1.0 - (1.5 / 2.25 + 1.0 / 1.75) / 2.0;
+        assert!(close(d, want), "{d} vs {want}");
+        // Perfect one-hot predictions give 0; no counted row gives 0.
+        assert!(soft_dice_loss(&y, &y, &w).double_value(&[]).abs() < 1e-6);
+        let none = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+        assert_eq!(soft_dice_loss(&p, &y, &none).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn drop_other_scores_seven_classes_and_ignores_frames_labelled_other() {
+        tch::set_num_threads(1);
+        let (out, labels, valid) = case();
+        let cfg = LossConfig {
+            drop_other: true,
+            ..Default::default()
+        };
+        let (_, parts) = mtl_loss(&out, &labels, &valid, &cfg);
+        // Logits 0..6 = [0, 0, ln 2, 0, 0, 0, 0], target 2: -ln(2 / 8).
+        assert!(close(parts["expr"], 4f64.ln()), "{parts:?}");
+        // The same frame labelled Other: no target, no loss and no gradient.
+        let other = LabelTensors {
+            va: labels.va.copy(),
+            expr: Tensor::from_slice(&[7i64, -1, 5]).view([1, 3]),
+            au: labels.au.copy(),
+        };
+        let expr = out.by_task["expr"].detach().copy().set_requires_grad(true);
+        let only = outputs(vec![("expr", expr.shallow_clone())]);
+        let cfg = LossConfig {
+            drop_other: true,
+            expr_loss: ExprLoss::CeDice,
+            ..Default::default()
+        };
+        let (total, parts) = mtl_loss(&only, &other, &valid, &cfg);
+        assert_eq!(parts["expr"], 0.0);
+        total.backward();
+        assert_eq!(expr.grad().abs().sum(Kind::Double).double_value(&[]), 0.0);
+        // Logit 7 never gets a gradient, even on a frame with a target.
+        let expr = out.by_task["expr"].detach().copy().set_requires_grad(true);
+        let only = outputs(vec![("expr", expr.shallow_clone())]);
+        let (total, _) = mtl_loss(&only, &labels, &valid, &cfg);
+        total.backward();
+        let g = expr.grad();
+        assert!(g.get(0).get(0).abs().sum(Kind::Double).double_value(&[]) > 0.0);
+        assert_eq!(g.get(0).get(0).get(7).double_value(&[]), 0.0);
+        // `auto` class weights ignore class 7's frames.
+        let mut c = LossConfig {
+            expr_class_weights: Weights::Auto,
+            drop_other: true,
+            ..Default::default()
+        };
+        let counts = LabelCounts {
+            expr: [2, 1, 0, 0, 0, 0, 0, 100],
+            ..Default::default()
+        };
+        c = c.resolve(&counts).unwrap();
+        // Present classes 0 (2) and 1 (1): inverse 0.5 and 1, mean 0.75; class 7 gets 1.
+        let Weights::Values(w) = &c.expr_class_weights else {
+            panic!("not resolved")
+        };
+        assert!(close(w[0], 0.5 / 0.75) && close(w[1], 1.0 / 0.75) && w[7] == 1.0);
+    }
+
+    #[test]
+    fn predictions_without_other_renormalise_the_seven_classes() {
+        let mut row = vec![0.3f32, -0.2];
+        row.extend([0.1f32, 0.1, 0.2, 0.1, 0.1, 0.1, 0.1, 0.2]);
+        row.extend([0.5f32; 12]);
+        let rows = Tensor::from_slice(&row).view([1, 22]);
+        let out = Vec::<f32>::try_from(without_other(&rows).view([-1])).unwrap();
+        assert_eq!(&out[..2], &[0.3, -0.2]);
+        let want = [0.125f32, 0.125, 0.25, 0.125, 0.125, 0.125, 0.125, 0.0];
+        for (a, b) in out[2..10].iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{out:?}");
+        }
+        assert_eq!(&out[10..], &[0.5; 12]);
+    }
+
+    #[test]
+    fn focal_loss_by_hand() {
+        let (out, labels, valid) = case();
+        let cfg = LossConfig {
+            au_loss: AuLoss::Focal,
+            focal_alpha: FocalAlpha::Fixed(0.25),
+            ..Default::default()
+        };
+        let (_, parts) = mtl_loss(&out, &labels, &valid, &cfg);
+        // Frame 0: AU1 logit 1, target 1: p = sigmoid(1), 0.25 (1 - p)^2 (-ln p); the 11 others
+        // logit 0, target 0: p_t = 0.5, 0.75 x 0.5^2 x ln 2.
+        let p = 1.0 / (1.0 + (-1.0f64).exp());
+        let au1 = 0.25 * (1.0 - p).powi(2) * -p.ln();
+        let want = (au1 + 11.0 * 0.75 * 0.25 * 2f64.ln()) / 12.0;
+        assert!(close(parts["au"], want), "{parts:?}");
+        // gamma 0 and alpha 0.5 is half the BCE.
+        let half = LossConfig {
+            au_loss: AuLoss::Focal,
+            focal_alpha: FocalAlpha::Fixed(0.5),
+            focal_gamma: 0.0,
+            ..Default::default()
+        };
+        let (_, focal) = mtl_loss(&out, &labels, &valid, &half);
+        let (_, bce) = mtl_loss(&out, &labels, &valid, &LossConfig::default());
+        assert!(close(focal["au"], 0.5 * bce["au"]), "{focal:?} {bce:?}");
+    }
+
+    #[test]
+    fn focal_alpha_from_frequencies_and_in_toml() {
+        // Rates 0.1, 0.5, 0.99 and an AU without frames.
+        let a = focal_alpha_auto(&[1, 5, 99, 0], &[9, 5, 1, 0]);
+        assert!(close(a[0], 0.9) && close(a[1], 0.5) && close(a[2], 0.05) && a[3] == 0.5);
+        let mut counts = LabelCounts::default();
+        counts.au_pos[0] = 1;
+        counts.au_neg[0] = 3;
+        let cfg: LossConfig = toml::from_str("au_loss = \"focal\"\n").unwrap();
+        assert_eq!(
+            (cfg.focal_alpha.clone(), cfg.focal_gamma),
+            (FocalAlpha::Frequency, 2.0)
+        );
+        let r = cfg.resolve(&counts).unwrap();
+        assert!(close(r.focal_alphas()[0], 0.75) && r.focal_alphas()[1] == 0.5);
+        let fixed: LossConfig =
+            toml::from_str("au_loss = \"focal\"\nfocal_alpha = 0.25\nfocal_gamma = 1.5\n").unwrap();
+        assert_eq!(fixed.focal_alphas(), vec![0.25; 12]);
+        let back: LossConfig = toml::from_str(&toml::to_string(&fixed).unwrap()).unwrap();
+        assert_eq!(back, fixed);
+        let dice: LossConfig =
+            toml::from_str("expr_loss = \"ce+dice\"\ndice_weight = 0.3\ndrop_other = true\n")
+                .unwrap();
+        assert_eq!(
+            (dice.expr_loss, dice.dice_weight, dice.drop_other),
+            (ExprLoss::CeDice, 0.3, true)
+        );
+        let bad = |text: &str| {
+            toml::from_str::<LossConfig>(text)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map_err(|e| e.to_string()))
+                .unwrap_err()
+        };
+        assert!(bad("focal_alpha = 1.5\n").contains("`focal_alpha` = 1.5"));
+        assert!(bad("focal_alpha = [0.5, 0.5]\n").contains("has 2 weights"));
+        assert!(bad("focal_alpha = \"rates\"\n").contains("frequency"));
+        assert!(bad("focal_gamma = -1\n").contains("`focal_gamma` = -1"));
+        assert!(bad("dice_weight = -0.5\n").contains("`dice_weight` = -0.5"));
+        assert!(bad("expr_loss = \"dice\"\n").contains("ce+dice"));
     }
 }

@@ -3,13 +3,16 @@
 //! Every video of the split is streamed through the chosen checkpoint with the hidden state
 //! carried from segment to segment, and `<out>/<video>.csv` gets one row per frame to score
 //! (the annotated frames, or every frame of the test list); a frame without features takes the
-//! nearest frame's prediction. It does not smooth, ensemble or threshold (see `smooth`, `ensemble`,
+//! nearest frame's prediction. A run trained with `drop_other` writes class 7 (Other) at
+//! probability 0 and leaves the marker `drop-other.json` in the folder (`crate::post::other`),
+//! so that `submit` asks for the tuned Other threshold. It does not smooth, ensemble or threshold (see `smooth`, `ensemble`,
 //! `submit`).
 
 use crate::config::TrainConfig;
 use crate::data::normalise::Normalisation;
 use crate::data::{Split, SplitData, SplitLabels};
 use crate::infer::{infer_rows, scored_predictions};
+use crate::loss::without_other;
 use crate::model::kernels::choice::{self, KernelPolicy};
 use crate::model::TemporalMtl;
 use crate::run_dir::{load_weights, Checkpoint, RunDir};
@@ -133,10 +136,18 @@ pub fn predict(
         );
     }
     load_weights(&mut vs, &path)?;
-    let rows = infer_rows(&model, &data, cfg.streams, cfg.seg_len);
+    let mut rows = infer_rows(&model, &data, cfg.streams, cfg.seg_len);
+    if cfg.loss.drop_other {
+        rows = without_other(&rows);
+    }
     let preds = scored_predictions(&data, &rows);
     for (video, rows) in &preds {
         write_predictions(&prediction_path(out, video), rows)?;
+    }
+    if cfg.loss.drop_other {
+        crate::post::other::write_marker(out, &dir.root)?;
+    } else {
+        crate::post::other::clear_marker(out)?;
     }
     Ok(preds.len())
 }

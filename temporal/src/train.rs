@@ -19,10 +19,11 @@
 use crate::config::TrainConfig;
 use crate::data::folds::{apply_fold, Fold};
 use crate::data::normalise::Normalisation;
+use crate::data::resample::bootstrap_rows;
 use crate::data::streams::StreamPlan;
 use crate::data::{FrameMode, Split, SplitData, SplitLabels};
 use crate::infer::{infer_rows, scored_predictions};
-use crate::loss::LossConfig;
+use crate::loss::{without_other, LossConfig};
 use crate::model::config::HeadKinds;
 use crate::model::kernels::choice::{self, KernelPolicy};
 use crate::model::{Arch, HeadTask, States, TemporalMtl, Topology};
@@ -113,6 +114,11 @@ pub struct TrainArgs {
     /// LRP-ARL-FF paper) [default: 0].
     #[arg(long, value_name = "F")]
     pub resample_rare: Option<f64>,
+    /// Frame-level models: train on a bootstrap sample of F x n training frames drawn with
+    /// replacement, seeded from --seed (bagging; 1.0 = as many frames as the data) [default:
+    /// all data without resampling].
+    #[arg(long, value_name = "F")]
+    pub bootstrap: Option<f64>,
     /// The optimizer, learning-rate schedule and staged-training options (boxed: they would
     /// make every `temporal` command as large as this one).
     #[command(flatten)]
@@ -224,6 +230,9 @@ impl TrainArgs {
         set!(batch_size => c.batch_size);
         set!(resample_uniform => c.resample.uniform);
         set!(resample_rare => c.resample.rare);
+        if self.bootstrap.is_some() {
+            c.bootstrap = self.bootstrap;
+        }
         self.options.apply(&mut c);
         if self.cache.is_some() {
             c.cache = self.cache.clone();
@@ -466,11 +475,28 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
             cfg.freeze.join(", ")
         ));
     }
+    let bootstrap = cfg
+        .bootstrap
+        .map(|f| bootstrap_rows(train_data.n_rows(), f, cfg.seed));
+    if let Some(rows) = &bootstrap {
+        let mut distinct = rows.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        staged_lines.push(format!(
+            "bootstrap: {} training frames drawn with replacement from {} (F = {}, seed {}; {} distinct)",
+            rows.len(),
+            train_data.n_rows(),
+            cfg.bootstrap.unwrap_or(1.0),
+            cfg.seed,
+            distinct.len()
+        ));
+    }
     for line in &staged_lines {
         tracing::info!("{line}");
     }
     let mut trainer = Trainer {
         cfg,
+        bootstrap,
         dir: &dir,
         device,
         vs,
@@ -597,6 +623,8 @@ fn init_from_lines(src: &Path, report: &staged::InitReport) -> Vec<String> {
 /// schedule, the loss, the normalised data of both splits, and the run folder.
 struct Trainer<'a> {
     cfg: &'a TrainConfig,
+    /// The run's bootstrap sample (rows of the training split), with `bootstrap = F`.
+    bootstrap: Option<Vec<usize>>,
     dir: &'a RunDir,
     device: Device,
     vs: VarStore,
@@ -625,7 +653,13 @@ impl Trainer<'_> {
             .map(|v| (v.start, v.len()))
             .collect();
         let plan = if cfg.model.arch.is_frame_level() {
-            let rows = cfg.resample.rows(&self.train_data.labels, epoch_seed)?;
+            let rows = match &self.bootstrap {
+                Some(sample) => {
+                    cfg.resample
+                        .rows_of(&self.train_data.labels, sample, epoch_seed)?
+                }
+                None => cfg.resample.rows(&self.train_data.labels, epoch_seed)?,
+            };
             StreamPlan::frame_batches(&spans, &rows, cfg.batch_size, Some(epoch_seed))
         } else {
             StreamPlan::new(&spans, cfg.streams, cfg.seg_len, Some(epoch_seed))
@@ -752,7 +786,10 @@ pub fn labelled_splits(cfg: &TrainConfig) -> Result<(SplitLabels, SplitLabels)> 
 
 /// Stream the validation split and score it.
 fn validate(model: &TemporalMtl, data: &SplitData, cfg: &TrainConfig) -> Result<MtlScore> {
-    let rows = infer_rows(model, data, cfg.streams, cfg.seg_len);
+    let mut rows = infer_rows(model, data, cfg.streams, cfg.seg_len);
+    if cfg.loss.drop_other {
+        rows = without_other(&rows);
+    }
     let preds = scored_predictions(data, &rows);
     let mut labels = Vec::new();
     let mut flat = Vec::new();

@@ -10,13 +10,21 @@
 //! epoch, once from each draw: that is the oversampling). The defaults (`uniform = 1`,
 //! `rare = 0`) give every frame once.
 //!
+//! Bagging (ABAW5, Wang et al.): [`bootstrap_rows`] draws a run's bootstrap sample, `round(F *
+//! n)` rows of the n training rows uniformly **with** replacement (`bootstrap = F` in the
+//! training config, seeded from the run's seed, so members of a sweep that differ in seed train
+//! on different samples, and a rerun or `--resume` on the same one). The sample is drawn once per
+//! run, not per epoch; each epoch then visits it as it would visit all the rows (every sample
+//! row once, or `[resample]`'s draws over the sample, [`Resample::rows_of`]). Without
+//! `bootstrap` the run trains on all data without resampling (the paper's best).
+//!
 //! What it does not: order the rows into batches ([`super::streams::StreamPlan::frame_batches`]
 //! shuffles and deals them) or resample segment models (their carried state needs whole
 //! videos; the training config refuses the combination).
 
 use anyhow::{bail, Result};
 use rand::seq::index::sample;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use shared::tasks::AUS;
 use shared::FrameLabels;
@@ -109,6 +117,50 @@ impl Resample {
     }
 }
 
+/// Mixed into the run's seed for the bootstrap draw, so that it differs from the epoch draws.
+const BOOTSTRAP_STREAM: u64 = 0xb007_57a9;
+
+/// Checks `bootstrap = F`: a finite fraction > 0 (1 = a sample as large as the data).
+pub fn validate_bootstrap(fraction: f64) -> Result<()> {
+    if !(fraction.is_finite() && fraction > 0.0) {
+        bail!(
+            "bootstrap = {fraction}: the bootstrap sample is F x n training frames drawn with \
+             replacement; give F > 0 (1.0 = as many frames as the data), or remove the key to \
+             train on all data without resampling"
+        );
+    }
+    Ok(())
+}
+
+/// The bootstrap sample of a run: `round(fraction * n)` rows of `0..n` drawn uniformly with
+/// replacement, seeded by `seed` (see the module documentation), in draw order.
+pub fn bootstrap_rows(n: usize, fraction: f64, seed: u64) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ BOOTSTRAP_STREAM);
+    let take = (fraction * n as f64).round() as usize;
+    (0..take).map(|_| rng.gen_range(0..n)).collect()
+}
+
+impl Resample {
+    /// As [`Resample::rows`], over the subset `subset` of the rows of `labels` (e.g. a bootstrap
+    /// sample, repeats allowed): the rows of one epoch, as rows of `labels`.
+    pub fn rows_of(
+        &self,
+        labels: &[FrameLabels],
+        subset: &[usize],
+        seed: u64,
+    ) -> Result<Vec<usize>> {
+        let picked: Vec<FrameLabels> = subset.iter().map(|&r| labels[r]).collect();
+        Ok(self
+            .rows(&picked, seed)?
+            .into_iter()
+            .map(|i| subset[i])
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +226,59 @@ mod tests {
             ..Resample::default()
         });
         assert!(e.contains("AU3") && e.contains("AU26"), "{e}");
+    }
+
+    #[test]
+    fn bootstrap_samples_are_reproducible_from_the_seed_and_differ_between_seeds() {
+        let a = bootstrap_rows(1000, 1.0, 7);
+        assert_eq!(a, bootstrap_rows(1000, 1.0, 7), "seeded");
+        assert_ne!(
+            a,
+            bootstrap_rows(1000, 1.0, 8),
+            "another member, another sample"
+        );
+        assert_eq!(a.len(), 1000);
+        assert!(a.iter().all(|&r| r < 1000));
+        // With replacement: about 1 - 1/e = 63% distinct rows, so some repeat, some are left out.
+        let mut distinct = a.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(
+            (550..720).contains(&distinct.len()),
+            "{} distinct rows of 1000",
+            distinct.len()
+        );
+    }
+
+    #[test]
+    fn a_bootstrap_sample_has_f_times_n_rows() {
+        for (n, f, want) in [(1000, 0.5, 500), (10, 1.0, 10), (7, 2.0, 14), (3, 0.5, 2)] {
+            assert_eq!(bootstrap_rows(n, f, 1).len(), want, "n {n}, F {f}");
+        }
+        assert!(bootstrap_rows(0, 1.0, 1).is_empty());
+        assert!(validate_bootstrap(0.0)
+            .unwrap_err()
+            .to_string()
+            .contains("bootstrap = 0"));
+        assert!(validate_bootstrap(f64::NAN).is_err());
+        validate_bootstrap(1.0).unwrap();
+    }
+
+    #[test]
+    fn resampling_a_subset_returns_rows_of_the_whole_split() {
+        let l = labels(100, 10);
+        let subset: Vec<usize> = vec![10, 10, 3, 50, 99];
+        let mut all = Resample::default().rows_of(&l, &subset, 2).unwrap();
+        all.sort();
+        assert_eq!(all, vec![3, 10, 10, 50, 99]);
+        // The rare draw picks among the subset's rare frames (10 twice, 50).
+        let r = Resample {
+            uniform: 0.4,
+            rare: 1.0,
+            ..Resample::default()
+        };
+        let rows = r.rows_of(&l, &subset, 2).unwrap();
+        assert_eq!(rows.len(), 2 + 3);
+        assert!(rows[2..].iter().all(|&i| i == 10 || i == 50), "{rows:?}");
     }
 }

@@ -21,9 +21,21 @@
 //!   threshold 0.5) and takes, per task group, the best member's outputs: valence and arousal
 //!   from the member with the best mean CCC, expression from the best macro F1, AUs from the
 //!   best AU F1 (the first member listed wins ties).
+//! - `rule-vote` (expression only; ABAW5, Wang et al., the bagged committee's meta-classifier):
+//!   each member's class is its argmax (first on ties). If any member predicts a class of
+//!   `--priority` (default `2,3,5,1`, the paper's Disgust > Fear > Sadness > Anger), the answer
+//!   is the first class of that list that some member predicts; otherwise the (weighted)
+//!   majority vote, ties broken by the higher weighted-mean probability, then the lower class
+//!   id. The written expression probabilities are the weighted mean adjusted as `vote` adjusts
+//!   them (only where the mean's argmax differs from the answer), so `decide` reproduces the
+//!   rule. Valence, arousal and the AU probabilities are the weighted mean (the rule says
+//!   nothing about them). Every member must predict expressions: a member whose every row has
+//!   the uniform 1/8 a model without an expression head writes is an error naming its folder.
+//!   A priority class outside 0..7 or listed twice is an error.
 //! - Writes one `<video>.csv` per video and `<out>/ensemble.json` ([`EnsembleFile`]: method,
 //!   members, weights, per-task choice); `--config` applies a saved file to other members
-//!   (e.g. the test predictions of the same models, listed in the same order).
+//!   (e.g. the test predictions of the same models, listed in the same order). The
+//!   `drop-other.json` marker of any member travels to the output ([`super::other`]).
 //!
 //! What it does not: smooth (run `temporal smooth` before or after), tune weights, or decide
 //! submission rows (that is `temporal submit`).
@@ -76,6 +88,10 @@ pub struct EnsembleArgs {
     /// the members and the ensemble are scored on it and the scores printed.
     #[arg(long, value_name = "LABELS")]
     pub labels: Option<PathBuf>,
+    /// rule-vote: expression classes (0..7) that win whenever a member predicts one, first in
+    /// the list first [default: 2,3,5,1, the paper's order].
+    #[arg(long, value_name = "K,K,...", conflicts_with = "config")]
+    pub priority: Option<String>,
     /// Apply the method, weights and per-task choice saved in this `ensemble.json` (written by
     /// an earlier run on, e.g., validation predictions) to PREDS, listed in the same order.
     #[arg(long, value_name = "FILE.json")]
@@ -92,7 +108,24 @@ pub enum EnsembleMethod {
     Vote,
     /// Per task group, the member that scores best on the labels.
     BestPerTask,
+    /// Expression by the priority rule, then majority vote (`--priority`); VA and AUs averaged.
+    RuleVote,
 }
+
+impl EnsembleMethod {
+    /// The method's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnsembleMethod::Mean => "mean",
+            EnsembleMethod::Vote => "vote",
+            EnsembleMethod::BestPerTask => "best-per-task",
+            EnsembleMethod::RuleVote => "rule-vote",
+        }
+    }
+}
+
+/// The paper's priority list of the rule vote: Disgust (2) > Fear (3) > Sadness (5) > Anger (1).
+pub const PAPER_PRIORITY: [u8; 4] = [2, 3, 5, 1];
 
 /// Which member (0-based, in the order of PREDS) provides each task group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +150,9 @@ pub struct EnsembleFile {
     /// The per-task choice (best-per-task only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choice: Option<TaskChoice>,
+    /// The priority list (rule-vote only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Vec<u8>>,
     /// Each member's scores on the labels, when labels were given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_scores: Option<Vec<MtlScore>>,
@@ -239,11 +275,22 @@ fn first_argmax(x: &[f32]) -> usize {
     best
 }
 
-/// Majority vote of the members for one frame (see the module documentation): VA and
-/// probabilities are the weighted mean, adjusted so that `decide` at 0.5 gives the vote.
-pub fn vote_prediction(members: &[Prediction], weights: &[f64]) -> Prediction {
-    let mut out = mean_prediction(members, weights);
-    // Expression: weighted votes for each member's argmax.
+/// Make `class` the argmax of `expression` (first on ties), changing nothing when it already
+/// is: the class is raised to the largest probability plus [`VOTE_MARGIN`] and the row
+/// renormalised to sum 1.
+pub fn force_class(expression: &mut [f32; N_EXPR], class: usize) {
+    if first_argmax(expression) != class {
+        let top = expression.iter().cloned().fold(0.0f32, f32::max);
+        let mut e = expression.map(f64::from);
+        e[class] = f64::from(top) + f64::from(VOTE_MARGIN);
+        let sum: f64 = e.iter().sum();
+        *expression = e.map(|x| (x / sum) as f32);
+    }
+}
+
+/// The weighted majority class of `members` (each votes for its argmax, first on ties); ties
+/// go to the higher `mean` probability, then to the lower class id.
+fn majority_class(members: &[Prediction], weights: &[f64], mean: &[f32; N_EXPR]) -> usize {
     let mut votes = [0.0f64; N_EXPR];
     for (p, &w) in members.iter().zip(weights) {
         votes[first_argmax(&p.expression)] += w;
@@ -255,18 +302,118 @@ pub fn vote_prediction(members: &[Prediction], weights: &[f64]) -> Prediction {
             continue;
         }
         class = match class {
-            Some(c) if out.expression[k] <= out.expression[c] => Some(c),
+            Some(c) if mean[k] <= mean[c] => Some(c),
             _ => Some(k),
         };
     }
-    let class = class.unwrap_or(0);
-    if first_argmax(&out.expression) != class {
-        let top = out.expression.iter().cloned().fold(0.0f32, f32::max);
-        let mut e = out.expression.map(f64::from);
-        e[class] = f64::from(top) + f64::from(VOTE_MARGIN);
-        let sum: f64 = e.iter().sum();
-        out.expression = e.map(|x| (x / sum) as f32);
+    class.unwrap_or(0)
+}
+
+/// The rule vote's expression class for one frame (see the module documentation): the first
+/// class of `priority` some member predicts, else the weighted majority with ties to the higher
+/// weighted-mean probability (then the lower class id).
+pub fn rule_vote_class(members: &[Prediction], weights: &[f64], priority: &[u8]) -> usize {
+    let predicted: Vec<usize> = members
+        .iter()
+        .map(|p| first_argmax(&p.expression))
+        .collect();
+    if let Some(&k) = priority
+        .iter()
+        .find(|&&k| predicted.contains(&usize::from(k)))
+    {
+        return usize::from(k);
     }
+    let mean = mean_prediction(members, weights).expression;
+    majority_class(members, weights, &mean)
+}
+
+/// The rule vote of the members for one frame: the weighted mean, with the expression
+/// probabilities adjusted so that their argmax is [`rule_vote_class`].
+pub fn rule_vote_prediction(
+    members: &[Prediction],
+    weights: &[f64],
+    priority: &[u8],
+) -> Prediction {
+    let mut out = mean_prediction(members, weights);
+    let class = rule_vote_class(members, weights, priority);
+    force_class(&mut out.expression, class);
+    out
+}
+
+/// Parse `--priority`: comma-separated expression classes in 0..7, none twice.
+pub fn parse_priority(spec: &str) -> Result<Vec<u8>> {
+    let classes = || {
+        shared::tasks::EXPRESSIONS
+            .iter()
+            .enumerate()
+            .map(|(k, name)| format!("{k} {name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out: Vec<u8> = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let k = item
+            .parse::<u8>()
+            .ok()
+            .filter(|&k| usize::from(k) < N_EXPR)
+            .with_context(|| {
+                format!(
+                    "--priority {spec:?}: {item:?} is not an expression class; the classes are \
+                     0..7 ({})",
+                    classes()
+                )
+            })?;
+        if out.contains(&k) {
+            bail!("--priority {spec:?}: class {k} is listed twice; list each class once");
+        }
+        out.push(k);
+    }
+    if out.is_empty() {
+        bail!("--priority {spec:?}: no class given; e.g. --priority 2,3,5,1 (the paper's order)");
+    }
+    Ok(out)
+}
+
+/// True when every row of `set` holds the uniform expression probabilities 1/8 that
+/// `temporal predict` writes for a model without an expression head.
+pub fn lacks_expression(set: &PredictionSet) -> bool {
+    let uniform = 1.0 / N_EXPR as f32;
+    set.values()
+        .flatten()
+        .all(|(_, p)| p.expression.iter().all(|&q| (q - uniform).abs() < 1e-6))
+}
+
+/// Error naming the first member (folder) that predicts no expressions.
+pub fn check_expression_members(names: &[PathBuf], members: &[PredictionSet]) -> Result<()> {
+    for (name, m) in names.iter().zip(members) {
+        if lacks_expression(m) {
+            bail!(
+                "{}: this member predicts no expressions (every row has the uniform 1/8 of a \
+                 model trained without the expression task); the rule vote is over expression \
+                 members: leave it out, or use --method mean/vote/best-per-task",
+                name.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Rule-vote ensemble of members covering the same frames.
+pub fn rule_vote_ensemble(
+    members: &[PredictionSet],
+    weights: &[f64],
+    priority: &[u8],
+) -> PredictionSet {
+    combine(members, |ps| rule_vote_prediction(ps, weights, priority))
+}
+
+/// Majority vote of the members for one frame (see the module documentation): VA and
+/// probabilities are the weighted mean, adjusted so that `decide` at 0.5 gives the vote.
+pub fn vote_prediction(members: &[Prediction], weights: &[f64]) -> Prediction {
+    let mut out = mean_prediction(members, weights);
+    // Expression: weighted votes for each member's argmax.
+    let class = majority_class(members, weights, &out.expression);
+    force_class(&mut out.expression, class);
     // AUs: weighted votes at 0.5, ties by the mean probability.
     for j in 0..N_AU {
         let on: f64 = members
@@ -437,7 +584,7 @@ pub fn run(args: &EnsembleArgs) -> Result<()> {
         .map(|dir| read_prediction_dir(dir).map_err(anyhow::Error::from))
         .collect::<Result<_>>()?;
     check_coverage(&args.preds, &members)?;
-    let (method, weights, saved_choice) = match &args.config {
+    let (method, weights, saved_choice, saved_priority) = match &args.config {
         Some(path) => {
             let saved = read_ensemble_file(path)?;
             if saved.weights.len() != n {
@@ -450,16 +597,37 @@ pub fn run(args: &EnsembleArgs) -> Result<()> {
             }
             let weights =
                 normalise(saved.weights).with_context(|| format!("{}", path.display()))?;
-            (saved.method, weights, saved.choice)
+            (saved.method, weights, saved.choice, saved.priority)
         }
         None => {
             let weights = match &args.weights {
                 Some(spec) => parse_weights(spec, n)?,
                 None => vec![1.0 / n as f64; n],
             };
-            (args.method, weights, None)
+            (args.method, weights, None, None)
         }
     };
+    let priority = match (method, saved_priority, &args.priority) {
+        (EnsembleMethod::RuleVote, Some(p), _) => {
+            if let Some(&k) = p.iter().find(|&&k| usize::from(k) >= N_EXPR) {
+                bail!(
+                    "{}: the saved priority lists class {k}, outside 0..7",
+                    args.config.as_deref().unwrap_or(Path::new("")).display()
+                );
+            }
+            Some(p)
+        }
+        (EnsembleMethod::RuleVote, None, Some(spec)) => Some(parse_priority(spec)?),
+        (EnsembleMethod::RuleVote, None, None) => Some(PAPER_PRIORITY.to_vec()),
+        (_, _, Some(_)) => bail!(
+            "--priority is the rule vote's: use it with --method rule-vote (not {})",
+            method.name()
+        ),
+        _ => None,
+    };
+    if method == EnsembleMethod::RuleVote {
+        check_expression_members(&args.preds, &members)?;
+    }
     let member_scores = match &args.labels {
         Some(labels) => Some(
             members
@@ -474,6 +642,11 @@ pub fn run(args: &EnsembleArgs) -> Result<()> {
     let combined = match method {
         EnsembleMethod::Mean => mean_ensemble(&members, &weights),
         EnsembleMethod::Vote => vote_ensemble(&members, &weights),
+        EnsembleMethod::RuleVote => rule_vote_ensemble(
+            &members,
+            &weights,
+            priority.as_deref().unwrap_or(&PAPER_PRIORITY),
+        ),
         EnsembleMethod::BestPerTask => {
             let c = match (saved_choice, &member_scores) {
                 (Some(c), _) => c,
@@ -508,11 +681,14 @@ pub fn run(args: &EnsembleArgs) -> Result<()> {
         );
     }
     write_prediction_dir(&args.out, &combined)?;
+    let inputs: Vec<&Path> = args.preds.iter().map(PathBuf::as_path).collect();
+    super::other::carry_marker(&inputs, &args.out)?;
     let file = EnsembleFile {
         method,
         members: args.preds.clone(),
         weights,
         choice,
+        priority,
         member_scores,
     };
     let path = args.out.join(ENSEMBLE_FILE);
@@ -520,11 +696,7 @@ pub fn run(args: &EnsembleArgs) -> Result<()> {
     shared::atomic::write_atomically(&path, |w| w.write_all(json.as_bytes()))?;
     println!(
         "{} ensemble of {n} members: {} videos written to {} (settings in {})",
-        match method {
-            EnsembleMethod::Mean => "mean",
-            EnsembleMethod::Vote => "vote",
-            EnsembleMethod::BestPerTask => "best-per-task",
-        },
+        method.name(),
         combined.len(),
         args.out.display(),
         path.display()
@@ -545,5 +717,152 @@ mod tests {
         assert!(err.contains("not a non-negative number"), "{err}");
         let err = format!("{:#}", parse_weights("0,0", 2).unwrap_err());
         assert!(err.contains("at least one must be positive"), "{err}");
+    }
+
+    /// A member's prediction: expression probabilities `expr` (the rest 0), VA `v`, AU1 `au`.
+    fn member(expr: &[(usize, f32)], v: f32, au: f32) -> Prediction {
+        let mut expression = [0.0f32; N_EXPR];
+        for &(k, q) in expr {
+            expression[k] = q;
+        }
+        let mut aus = [0.0f32; N_AU];
+        aus[0] = au;
+        Prediction {
+            valence: v,
+            arousal: -v,
+            expression,
+            aus,
+        }
+    }
+
+    fn equal(n: usize) -> Vec<f64> {
+        vec![1.0 / n as f64; n]
+    }
+
+    #[test]
+    fn rule_vote_prefers_the_first_priority_class_any_member_predicts() {
+        // Members predict Anger (1), Sadness (5), Fear (3): in the list 2 > 3 > 5 > 1, Disgust is
+        // absent, so Fear wins although it is neither the majority nor the most probable.
+        let ms = [
+            member(&[(1, 0.9), (0, 0.1)], 0.0, 0.0),
+            member(&[(5, 0.8), (0, 0.2)], 0.0, 0.0),
+            member(&[(3, 0.4), (0, 0.3), (4, 0.3)], 0.0, 0.0),
+        ];
+        assert_eq!(rule_vote_class(&ms, &equal(3), &PAPER_PRIORITY), 3);
+        // Another order, another answer: 1 before 5 before 3.
+        assert_eq!(rule_vote_class(&ms, &equal(3), &[1, 5, 3]), 1);
+        assert_eq!(rule_vote_class(&ms, &equal(3), &[5, 2]), 5);
+    }
+
+    #[test]
+    fn rule_vote_lets_one_priority_member_outvote_the_majority() {
+        // Four members say Neutral (0) with confidence, one says Disgust (2): Disgust.
+        let mut ms = vec![member(&[(0, 0.95), (2, 0.05)], 0.2, 0.9); 4];
+        ms.push(member(&[(2, 0.5), (0, 0.5 - 1e-3)], 0.7, 0.1));
+        let w = equal(5);
+        assert_eq!(rule_vote_class(&ms, &w, &PAPER_PRIORITY), 2);
+        let out = rule_vote_prediction(&ms, &w, &PAPER_PRIORITY);
+        assert_eq!(out.decide(&DEFAULT_AU_THRESHOLDS).expression, 2);
+        // The written probabilities are the mean with Disgust raised past the top: mean Neutral
+        // (4 x 0.95 + 0.499) / 5 = 0.8598, Disgust (4 x 0.05 + 0.5) / 5 = 0.14.
+        let (neutral, disgust) = (0.8598f64, 0.8598 + f64::from(VOTE_MARGIN));
+        let sum = neutral + disgust;
+        assert!((f64::from(out.expression[0]) - neutral / sum).abs() < 1e-6);
+        assert!((f64::from(out.expression[2]) - disgust / sum).abs() < 1e-6);
+        // VA and AUs are the plain mean: valence (4 x 0.2 + 0.7) / 5, AU1 (4 x 0.9 + 0.1) / 5.
+        assert!((out.valence - 0.3).abs() < 1e-6 && (out.arousal + 0.3).abs() < 1e-6);
+        assert!((out.aus[0] - 0.74).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rule_vote_without_a_priority_class_is_the_majority_vote() {
+        // Neutral, Neutral, Happiness (4): no priority class, Neutral by 2 votes to 1 although
+        // Happiness has the higher mean probability ((0.4 + 0.4 + 0.99) / 3 vs 0.4).
+        let ms = [
+            member(&[(0, 0.6), (4, 0.4)], 0.0, 0.0),
+            member(&[(0, 0.6), (4, 0.4)], 0.0, 0.0),
+            member(&[(4, 0.99), (0, 0.01)], 0.0, 0.0),
+        ];
+        assert_eq!(rule_vote_class(&ms, &equal(3), &PAPER_PRIORITY), 0);
+        let out = rule_vote_prediction(&ms, &equal(3), &PAPER_PRIORITY);
+        assert_eq!(out.decide(&DEFAULT_AU_THRESHOLDS).expression, 0);
+        // Weights count: a member of weight 0.7 for Happiness outvotes two of 0.15 each.
+        assert_eq!(rule_vote_class(&ms, &[0.15, 0.15, 0.7], &PAPER_PRIORITY), 4);
+    }
+
+    #[test]
+    fn rule_vote_ties_go_to_the_higher_mean_probability_then_the_lower_class() {
+        // One vote each for Neutral (0) and Happiness (4); mean Neutral (0.6 + 0.1) / 2 = 0.35,
+        // Happiness (0.4 + 0.9) / 2 = 0.65: Happiness.
+        let ms = [
+            member(&[(0, 0.6), (4, 0.4)], 0.0, 0.0),
+            member(&[(4, 0.9), (0, 0.1)], 0.0, 0.0),
+        ];
+        assert_eq!(rule_vote_class(&ms, &equal(2), &PAPER_PRIORITY), 4);
+        // Mirror: Neutral 0.65, Happiness 0.35: Neutral.
+        let ms = [
+            member(&[(0, 0.9), (4, 0.1)], 0.0, 0.0),
+            member(&[(4, 0.6), (0, 0.4)], 0.0, 0.0),
+        ];
+        assert_eq!(rule_vote_class(&ms, &equal(2), &PAPER_PRIORITY), 0);
+        // Equal votes and equal means (0.5 each): the lower class id, Neutral.
+        let ms = [
+            member(&[(0, 0.6), (4, 0.4)], 0.0, 0.0),
+            member(&[(4, 0.6), (0, 0.4)], 0.0, 0.0),
+        ];
+        assert_eq!(rule_vote_class(&ms, &equal(2), &PAPER_PRIORITY), 0);
+        // Other (7) and Surprise (6) tied with Other more probable: Other.
+        let ms = [
+            member(&[(6, 0.5), (7, 0.45)], 0.0, 0.0),
+            member(&[(7, 0.7), (6, 0.3)], 0.0, 0.0),
+        ];
+        assert_eq!(rule_vote_class(&ms, &equal(2), &PAPER_PRIORITY), 7);
+    }
+
+    #[test]
+    fn priority_lists_outside_the_classes_or_with_repeats_are_refused() {
+        assert_eq!(parse_priority("2,3,5,1").unwrap(), PAPER_PRIORITY);
+        assert_eq!(parse_priority(" 7 , 0 ").unwrap(), [7, 0]);
+        let err = format!("{:#}", parse_priority("2,8").unwrap_err());
+        assert!(
+            err.contains("\"8\" is not an expression class") && err.contains("7 Other"),
+            "{err}"
+        );
+        let err = format!("{:#}", parse_priority("2,-1").unwrap_err());
+        assert!(err.contains("\"-1\" is not an expression class"), "{err}");
+        let err = format!("{:#}", parse_priority("3,3").unwrap_err());
+        assert!(err.contains("class 3 is listed twice"), "{err}");
+        let err = format!("{:#}", parse_priority("").unwrap_err());
+        assert!(err.contains("no class given"), "{err}");
+    }
+
+    #[test]
+    fn a_rule_vote_member_without_expressions_is_named() {
+        let video = VideoId::new("v1").unwrap();
+        let uniform = Prediction {
+            valence: 0.1,
+            arousal: 0.2,
+            expression: [1.0 / N_EXPR as f32; N_EXPR],
+            aus: [0.5; N_AU],
+        };
+        let no_expr: PredictionSet = [(video.clone(), vec![(1, uniform), (2, uniform)])].into();
+        let with_expr: PredictionSet = [(
+            video,
+            vec![(1, member(&[(3, 1.0)], 0.0, 0.0)), (2, uniform)],
+        )]
+        .into();
+        assert!(lacks_expression(&no_expr) && !lacks_expression(&with_expr));
+        let names = [
+            PathBuf::from("runs/expr/preds"),
+            PathBuf::from("runs/va-only/preds"),
+        ];
+        check_expression_members(&names[..1], std::slice::from_ref(&with_expr)).unwrap();
+        let err = check_expression_members(&names, &[with_expr, no_expr])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("runs/va-only/preds") && err.contains("predicts no expressions"),
+            "{err}"
+        );
     }
 }

@@ -11,6 +11,11 @@
 //! - `--tune-thresholds OUT.json` (folders only): per-AU thresholds that maximise each AU's F1
 //!   on these labels ([`shared::metrics::tune_au_thresholds`]), written as
 //!   `{"AU1": 0.45, ...}` for `temporal submit --au-thresholds`.
+//! - `--tune-other-threshold OUT.json` (folders only): the threshold t on the top expression
+//!   probability below which a frame is called Other (class 7) that maximises the expression F1
+//!   on these labels ([`super::other::tune_other_threshold`]), written as
+//!   `{"other_threshold": t}` for `temporal submit --other-threshold` (keep it beside the AU
+//!   thresholds of the same predictions). `--other-threshold` scores with such a threshold.
 //! - `--json OUT`: the scores ([`EvaluationReport`]: the fields of [`MtlScore`] plus the
 //!   expression confusion matrix and the AU thresholds used), and beside it, with the same stem,
 //!   `<stem>-confusion.png` and `<stem>-au-f1.png` ([`super::eval_plots`]).
@@ -19,6 +24,9 @@
 
 use super::align::{align_prediction_dir, align_submission, Aligned};
 use super::eval_plots::{au_f1_png, confusion_png};
+use super::other::{
+    decide_expression, parse_other_threshold, tune_other_threshold, write_other_threshold,
+};
 use super::thresholds::parse_au_thresholds;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -52,6 +60,15 @@ pub struct EvaluateArgs {
     /// file written by `--tune-thresholds` [default: 0.5].
     #[arg(long, value_name = "0.5|FILE.json")]
     pub au_thresholds: Option<String>,
+    /// Prediction folders only: tune the threshold on the top expression probability below
+    /// which a frame is called Other (class 7; for models trained with drop_other = true) and
+    /// write it to this JSON file, for `temporal submit --other-threshold`.
+    #[arg(long, value_name = "OUT.json")]
+    pub tune_other_threshold: Option<PathBuf>,
+    /// Prediction folders only: call a frame Other (class 7) where its top expression
+    /// probability is below this (a number, or the file --tune-other-threshold wrote).
+    #[arg(long, value_name = "T|FILE.json")]
+    pub other_threshold: Option<String>,
 }
 
 /// What `--json` writes: the scores, the expression confusion matrix and the thresholds used.
@@ -75,22 +92,37 @@ pub struct EvaluationReport {
 /// Run the command: print the table; write the JSON, the plots and the tuned thresholds if asked.
 pub fn run(args: &EvaluateArgs) -> Result<()> {
     let is_dir = args.pred.is_dir();
-    if !is_dir && (args.tune_thresholds.is_some() || args.au_thresholds.is_some()) {
+    let needs_probabilities = args.tune_thresholds.is_some()
+        || args.au_thresholds.is_some()
+        || args.tune_other_threshold.is_some()
+        || args.other_threshold.is_some();
+    if !is_dir && needs_probabilities {
         bail!(
-            "{}: --tune-thresholds and --au-thresholds need probabilities; pass the prediction \
-             folder (not a submission, whose AU decisions are already made)",
+            "{}: --tune-thresholds, --au-thresholds, --tune-other-threshold and \
+             --other-threshold need probabilities; pass the prediction folder (not a \
+             submission, whose decisions are already made)",
             args.pred.display()
         );
     }
+    let other = args
+        .other_threshold
+        .as_deref()
+        .map(parse_other_threshold)
+        .transpose()?;
     let thresholds = match &args.au_thresholds {
         Some(spec) => parse_au_thresholds(spec)?,
         None => shared::tasks::DEFAULT_AU_THRESHOLDS,
     };
-    let aligned = if is_dir {
+    let mut aligned = if is_dir {
         align_prediction_dir(&args.pred, &args.labels, &thresholds)?
     } else {
         align_submission(&args.pred, &args.labels)?
     };
+    if let (Some(t), Some(preds)) = (other, &aligned.predictions) {
+        for (d, p) in aligned.decisions.iter_mut().zip(preds) {
+            d.expression = decide_expression(p, t);
+        }
+    }
     let score = score_decisions(&aligned.labels, &aligned.decisions);
     println!("{}", score.table());
     if let (Some(out), Some(preds)) = (&args.tune_thresholds, &aligned.predictions) {
@@ -102,6 +134,15 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
             with_tuned.f1_au
         );
         println!("tuned AU thresholds written to {}", out.display());
+    }
+    if let (Some(out), Some(preds)) = (&args.tune_other_threshold, &aligned.predictions) {
+        let (t, f1) = tune_other_threshold(&aligned.labels, preds);
+        write_other_threshold(out, t)?;
+        println!(
+            "expression F1 with Other below a top probability of {t:.2} (tuned on these labels, \
+             optimistic on the same data): {f1:.4}"
+        );
+        println!("tuned Other threshold written to {}", out.display());
     }
     if let Some(out) = &args.json {
         let report = EvaluationReport {

@@ -685,6 +685,7 @@ pub fn run(args: &SmoothArgs) -> Result<()> {
     };
     let smoothed = smooth_all(&preds, &file.smoothing);
     write_prediction_dir(&args.out, &smoothed)?;
+    super::other::carry_marker(&[args.preds.as_path()], &args.out)?;
     let summary: Vec<String> = file
         .smoothing
         .groups()

@@ -12,12 +12,17 @@
 //! - Decisions are [`shared::Prediction::decide`]: VA clipped to [-1, 1], argmax expression,
 //!   AU active when its probability reaches its threshold (`--au-thresholds`: one number for
 //!   all 12, or the JSON file `temporal evaluate --tune-thresholds` writes; 0.5 by default).
+//! - `--other-threshold T|FILE`: a frame whose top expression probability is below T is
+//!   submitted as Other (class 7) ([`super::other`]; the file `temporal evaluate
+//!   --tune-other-threshold` writes). Predictions of a `drop_other` run (marker
+//!   `drop-other.json`) are refused without it, with the command that makes the file.
 //! - A frame the submission needs but the predictions lack is an error naming the video and the
 //!   frame (up to five, and how many in all); nothing is written then.
 //!
 //! What it does not: fill missing frames (`temporal predict` already fills frames without a face
 //! from the nearest frame that has one), smooth or ensemble.
 
+use super::other::{apply_other_threshold, parse_other_threshold, require_threshold};
 use super::thresholds::parse_au_thresholds;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -48,6 +53,11 @@ pub struct SubmitArgs {
     /// `temporal evaluate --tune-thresholds`.
     #[arg(long, value_name = "0.5|TUNED.json", default_value = "0.5")]
     pub au_thresholds: String,
+    /// Call a frame Other (class 7) where its top expression probability is below this: a
+    /// number, or the JSON file written by `temporal evaluate --tune-other-threshold` (needed
+    /// for predictions of a model trained with drop_other = true).
+    #[arg(long, value_name = "T|FILE.json")]
+    pub other_threshold: Option<String>,
 }
 
 /// A submission format.
@@ -164,7 +174,17 @@ pub fn per_task_rows(
 /// Run the command: read the predictions and the test list, write the submission, say where.
 pub fn run(args: &SubmitArgs) -> Result<()> {
     let thresholds = parse_au_thresholds(&args.au_thresholds)?;
-    let preds = read_prediction_dir(&args.preds)?;
+    require_threshold(&args.preds, args.other_threshold.as_deref())?;
+    let other = args
+        .other_threshold
+        .as_deref()
+        .map(parse_other_threshold)
+        .transpose()?;
+    let mut preds = read_prediction_dir(&args.preds)?;
+    if let Some(t) = other {
+        let n = apply_other_threshold(&mut preds, t);
+        println!("Other threshold {t}: {n} frames below it are submitted as Other (class 7)");
+    }
     let test_list = read_test_list(&args.test_list)?;
     if test_list.is_empty() {
         bail!(

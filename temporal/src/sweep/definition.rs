@@ -20,6 +20,7 @@
 //! seeds = [0, 1, 2]
 //! archs = ["lstm", "gru"]              # gru | lstm | transformer
 //! topologies = ["basic"]               # basic | share-bottom | feedback
+//! features = [["hog"], ["synthetic"]]  # optional: feature sets per member (each a join list)
 //! [folds]                              # optional k-fold by video
 //! n = 5                                # number of folds (the ABAW seeds use 5 and 6)
 //! which = "all"                        # "all" (default) or a list of folds, e.g. [0, 3]
@@ -34,6 +35,11 @@
 //! `index = ((a * n_topologies + t) * n_folds + f) * n_seeds + s` (`n_folds` is 1 without
 //! `[folds]`). A member's name is `<arch>-<topology>-s<seed>`, plus `-f<K>of<N>` with folds
 //! (e.g. `lstm-basic-s0-f2of5`); lists may not repeat a value, so names are unique.
+//!
+//! With `features` (a bagged committee whose members differ in feature set, ABAW5 Wang et al.),
+//! the feature sets are one more dimension, the slowest of all (`index = x * n_rest + i` with
+//! `i` the index above), and each name gets `-<sets joined by +>` (e.g.
+//! `none-basic-s1-hog+synthetic`); without `features` every member trains on the base config's.
 //!
 //! The k-fold rule is documented in `crate::data::folds`.
 
@@ -69,6 +75,10 @@ pub struct SweepFile {
     pub archs: Vec<Arch>,
     /// Multi-task topologies, in member order.
     pub topologies: Vec<Topology>,
+    /// Feature sets of the members (each a list joined by frame), the slowest dimension
+    /// [default: the base config's, one dimension of size 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<Vec<String>>>,
 }
 
 /// The `[folds]` table of a sweep file: N folds, and which of them to run.
@@ -160,6 +170,8 @@ pub struct Member {
     pub seed: u64,
     /// k-fold split, if the sweep has `[folds]`.
     pub fold: Option<Fold>,
+    /// Feature sets, if the sweep has `features`.
+    pub features: Option<Vec<String>>,
 }
 
 impl Member {
@@ -175,23 +187,33 @@ pub fn members(s: &SweepFile) -> Vec<Member> {
         Some(scheme) => scheme.folds().into_iter().map(Some).collect(),
         None => vec![None],
     };
+    let feature_sets: Vec<Option<Vec<String>>> = match &s.features {
+        Some(sets) => sets.iter().cloned().map(Some).collect(),
+        None => vec![None],
+    };
     let mut out = Vec::new();
-    for &arch in &s.archs {
-        for &topology in &s.topologies {
-            for &fold in &folds {
-                for &seed in &s.seeds {
-                    let mut name = format!("{arch}-{topology}-s{seed}");
-                    if let Some(f) = fold {
-                        name = format!("{name}-{}", f.tag());
+    for features in &feature_sets {
+        for &arch in &s.archs {
+            for &topology in &s.topologies {
+                for &fold in &folds {
+                    for &seed in &s.seeds {
+                        let mut name = format!("{arch}-{topology}-s{seed}");
+                        if let Some(f) = fold {
+                            name = format!("{name}-{}", f.tag());
+                        }
+                        if let Some(sets) = features {
+                            name = format!("{name}-{}", sets.join("+"));
+                        }
+                        out.push(Member {
+                            index: out.len(),
+                            name,
+                            arch,
+                            topology,
+                            seed,
+                            fold,
+                            features: features.clone(),
+                        });
                     }
-                    out.push(Member {
-                        index: out.len(),
-                        name,
-                        arch,
-                        topology,
-                        seed,
-                        fold,
-                    });
                 }
             }
         }
@@ -245,6 +267,20 @@ impl SweepFile {
         distinct("seeds", &self.seeds, "[0, 1, 2]")?;
         distinct("archs", &self.archs, r#"["lstm"]"#)?;
         distinct("topologies", &self.topologies, r#"["basic"]"#)?;
+        if let Some(sets) = &self.features {
+            let joined: Vec<String> = sets.iter().map(|s| s.join("+")).collect();
+            distinct("features", &joined, r#"[["hog"], ["synthetic"]]"#)?;
+            if let Some(bad) = sets.iter().find(|s| {
+                s.is_empty()
+                    || s.iter()
+                        .any(|n| n.is_empty() || n.contains(['/', '\\', '+']))
+            }) {
+                return Err(format!(
+                    "`features` lists {bad:?}: each entry is a non-empty list of feature-set \
+                     names (cache folder names, no separators or `+`)"
+                ));
+            }
+        }
         if let Some(f) = &self.folds {
             if f.n < 2 {
                 return Err(format!(
@@ -312,12 +348,16 @@ pub fn base_config(s: &SweepFile) -> Result<TrainConfig> {
     }
 }
 
-/// Set what the member decides in `cfg`: arch, topology, seed and run folder. (The fold is
+/// Set what the member decides in `cfg`: arch, topology, seed, feature sets (with `features`)
+/// and run folder. (The fold is
 /// `member.fold`; the trainer applies it with [`apply_fold`].)
 pub fn apply(s: &SweepFile, member: &Member, cfg: &mut TrainConfig) {
     cfg.model.arch = member.arch;
     cfg.model.topology = member.topology;
     cfg.seed = member.seed;
+    if let Some(features) = &member.features {
+        cfg.features = features.clone();
+    }
     cfg.out = Some(member.run_dir(s));
 }
 
@@ -491,5 +531,57 @@ topologies = ["share-bottom", "feedback"]"#,
         s.base = Some(base);
         let cfg = base_config(&s).unwrap();
         assert_eq!((cfg.epochs, cfg.lr), (4, 0.01));
+    }
+
+    #[test]
+    fn feature_sets_are_the_slowest_dimension_and_name_the_members() {
+        let s = parse(
+            r#"name = "bag"
+out = "o"
+seeds = [0, 1]
+archs = ["none"]
+topologies = ["basic"]
+features = [["hog"], ["hog", "synthetic"]]"#,
+        )
+        .unwrap();
+        let m = members(&s);
+        let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "none-basic-s0-hog",
+                "none-basic-s1-hog",
+                "none-basic-s0-hog+synthetic",
+                "none-basic-s1-hog+synthetic",
+            ]
+        );
+        let mut cfg = TrainConfig::default();
+        apply(&s, &m[3], &mut cfg);
+        assert_eq!(
+            (cfg.features.clone(), cfg.seed),
+            (vec!["hog".to_string(), "synthetic".into()], 1)
+        );
+        let base = "name = \"x\"\nout = \"o\"\nseeds = [0]\narchs = [\"none\"]\ntopologies = [\"basic\"]\n";
+        let err = parse(&format!("{base}features = [[\"hog\"], [\"hog\"]]\n")).unwrap_err();
+        assert!(err.contains("`features` lists hog twice"), "{err}");
+        let err = parse(&format!("{base}features = [[]]\n")).unwrap_err();
+        assert!(err.contains("non-empty list"), "{err}");
+    }
+
+    /// Every sweep definition shipped in `configs/sweeps/` loads, and its base config exists.
+    #[test]
+    fn shipped_sweeps_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut n = 0;
+        for entry in std::fs::read_dir(root.join("configs/sweeps")).unwrap() {
+            let path = entry.unwrap().path();
+            let s = load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+            if let Some(base) = &s.base {
+                TrainConfig::load(&root.join(base)).unwrap_or_else(|e| panic!("{e:#}"));
+            }
+            assert!(!members(&s).is_empty());
+            n += 1;
+        }
+        assert!(n >= 3, "the sweeps of configs/sweeps/");
     }
 }

@@ -224,6 +224,7 @@ mod tests {
             folds: None,
             archs: vec![Arch::Lstm],
             topologies: vec![Topology::Basic],
+            features: None,
         };
         let m = members(&s);
         fake_run(&m[0].run_dir(&s), 3, Some(3));

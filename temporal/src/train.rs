@@ -12,6 +12,10 @@
 //! schedule is a function of the epoch and step), so it ends where an uninterrupted run would.
 //! A NaN or infinite loss stops the run naming the step; the last good checkpoint stays.
 //!
+//! A polarity-gated VA head trains in two stages within the run: `polarity_epochs` epochs of its
+//! classifiers, then its regressors ([`TrainConfig::loss_for_epoch`]); the parts a stage does
+//! not train get no gradient and so no update.
+//!
 //! Staged training: `--init-from RUN` starts from another run's weights ([`crate::staged`],
 //! adopting its feature normalisation) and `--freeze PART` leaves parts of the model as they are
 //! ([`crate::optim::freeze`]).
@@ -627,6 +631,7 @@ impl Trainer<'_> {
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         let mut total = 0.0;
         let first_lr = self.schedule.lr(epoch, 0, plan.n_steps());
+        let loss_cfg = cfg.loss_for_epoch(&self.loss_cfg, epoch);
         for t in 0..plan.n_steps() {
             self.opt.lr = self.schedule.lr(epoch, t, plan.n_steps());
             let step = plan.step(t, self.device);
@@ -636,7 +641,7 @@ impl Trainer<'_> {
                 &self.train_data,
                 &step,
                 states.as_ref(),
-                &self.loss_cfg,
+                &loss_cfg,
                 cfg.clip,
             ) {
                 Ok(done) => done,

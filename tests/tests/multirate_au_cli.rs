@@ -34,7 +34,8 @@ fn the_multirate_au_system_trains_on_segments_beats_chance_on_au_f1_and_submits(
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let data = dir.join("data");
-    synthetic_sample(&data, 10, 240, Some(32), 5);
+    // 20 videos of 240 frames: a 256-frame segment is a whole video.
+    synthetic_sample(&data, 20, 240, Some(32), 5);
     let run = dir.join("run");
     let cfg = workspace_root().join("configs/systems/multirate-au.toml");
     run_ok(

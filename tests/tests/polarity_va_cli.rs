@@ -27,7 +27,8 @@ fn the_polarity_va_system_trains_in_two_stages_gates_extremes_beats_chance_on_cc
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let data = dir.join("data");
-    synthetic_sample(&data, 10, 240, Some(32), 5);
+    // 20 videos: extreme labels (|y| >= 0.9) on both sides for valence and arousal.
+    synthetic_sample(&data, 20, 240, Some(32), 5);
     let run = dir.join("run");
     run_ok(
         "temporal",

@@ -213,14 +213,14 @@ impl TrainConfig {
             if self.model.heads.va != crate::model::config::VaHead::Polarity {
                 bail!(
                     "polarity_epochs = {}: the staged polarity training needs [model.heads] \
-                     va = \"polarity\"; remove polarity_epochs or choose that head",
+                     va = \"polarity\"; set polarity_epochs = 0 (--polarity-epochs 0) or choose that head",
                     self.polarity_epochs
                 );
             }
             if self.polarity_epochs >= self.epochs {
                 bail!(
                     "polarity_epochs = {} but epochs = {}: the regressors would never train; \
-                     use more epochs than polarity_epochs",
+                     use more epochs than polarity_epochs (--epochs, --polarity-epochs)",
                     self.polarity_epochs,
                     self.epochs
                 );

@@ -111,6 +111,10 @@ pub struct TrainArgs {
     /// LRP-ARL-FF paper) [default: 0].
     #[arg(long, value_name = "F")]
     pub resample_rare: Option<f64>,
+    /// Polarity-gated VA head (`va = "polarity"`): epochs of the polarity classifiers before
+    /// the regressors train (0 = both together) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub polarity_epochs: Option<usize>,
     /// The optimizer, learning-rate schedule and staged-training options (boxed: they would
     /// make every `temporal` command as large as this one).
     #[command(flatten)]
@@ -222,6 +226,7 @@ impl TrainArgs {
         set!(batch_size => c.batch_size);
         set!(resample_uniform => c.resample.uniform);
         set!(resample_rare => c.resample.rare);
+        set!(polarity_epochs => c.polarity_epochs);
         self.options.apply(&mut c);
         if self.cache.is_some() {
             c.cache = self.cache.clone();

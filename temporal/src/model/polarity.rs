@@ -185,4 +185,60 @@ mod tests {
         assert!(a.equal(&a_reg), "the arousal classifier never gates");
         assert_eq!(out["valence_polarity"].size(), [3, 3]);
     }
+
+    /// A stage trains its parts alone: the other parts get no gradient (and so no update from
+    /// the optimizer, which skips parameters without one).
+    #[test]
+    fn each_polarity_stage_gives_gradients_to_its_own_parts_only() {
+        use crate::loss::{mtl_loss, LabelTensors, LossConfig, PolarityStage, VaLoss};
+        use crate::model::Outputs;
+        use tch::Kind;
+        tch::set_num_threads(1);
+        tch::manual_seed(4);
+        let n = 16;
+        // labels spread over [-1, 1]: both extremes and values in between
+        let y = Tensor::linspace(-1.0, 1.0, n, (Kind::Float, Device::Cpu));
+        let labels = LabelTensors {
+            va: Tensor::stack(&[&y, &y.flip([0])], -1).unsqueeze(0),
+            expr: Tensor::full([1, n], -1, (Kind::Int64, Device::Cpu)),
+            au: Tensor::full([1, n, 12], -1.0, (Kind::Float, Device::Cpu)),
+        };
+        let valid = Tensor::ones([1, n], (Kind::Bool, Device::Cpu));
+        for (stage, trained, untouched) in [
+            (PolarityStage::Classifiers, "polarity.", "regressor."),
+            (PolarityStage::Regressors, "regressor.", "polarity."),
+        ] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let head = PolarityVa::new(&vs.root(), 3, 4, 0.0);
+            let x = Tensor::randn([1, n, 3], (Kind::Float, Device::Cpu));
+            let out = Outputs {
+                by_task: head.forward_t(&x, &x, true),
+                deferred: Default::default(),
+                au_probabilities: false,
+            };
+            let cfg = LossConfig {
+                va_loss: VaLoss::Ccc,
+                va_extreme: Some(0.9),
+                polarity_stage: stage,
+                ..LossConfig::default()
+            };
+            let (total, parts) = mtl_loss(&out, &labels, &valid, &cfg);
+            total.backward();
+            for (name, var) in vs.variables() {
+                if name.starts_with(trained) {
+                    assert!(var.grad().defined(), "{stage:?}: {name} has no gradient");
+                } else {
+                    assert!(name.starts_with(untouched));
+                    assert!(!var.grad().defined(), "{stage:?}: {name} has a gradient");
+                }
+            }
+            let names: Vec<&str> = parts.keys().map(|k| k.as_str()).collect();
+            match stage {
+                PolarityStage::Classifiers => {
+                    assert_eq!(names, ["arousal_polarity", "valence_polarity"])
+                }
+                _ => assert_eq!(names, ["arousal", "valence"]),
+            }
+        }
+    }
 }

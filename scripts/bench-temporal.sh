@@ -12,14 +12,17 @@
 #     `temporal bench --system`, against scripts/bench/torch_frame_ref.py (the same config, the
 #     models of scripts/fixtures/affect_refs.py); frame-level models train on shuffled frames in
 #     batches of the config's batch_size (256) and infer on batches of as many frames. Data:
-#     16 videos x 1000 frames (4 x 500 for token inputs).
+#     16 videos x 1000 frames (4 x 500 for token inputs). A system whose [model] arch is
+#     "multirate" (configs/systems/multirate-au.toml, the ABAW5 multi-rate AU encoder) trains on
+#     the config's streams x seg_len segments instead, against scripts/bench/torch_multirate_ref.py
+#     (the model of scripts/fixtures/abaw5_refs.py).
 #
 # Environment:
 #   THREADS=2          libtorch threads of both
 #   STEPS=N            cap every timed pass at N steps (default: per configuration, below)
 #   EPOCHS=3           timed training passes;  INFER_REPS=3 timed inference passes (per run)
 #   ROUNDS=2           runs of each side per configuration, alternating who goes first
-#   CONFIGS="gru/basic system/anfl-512 ..."   a subset (default: all 13)
+#   CONFIGS="gru/basic system/anfl-512 ..."   a subset (default: all 14)
 #   PEERS=../shared/peers   OUT=out/bench-temporal   SKIP_BUILD=1 (use the existing release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +33,7 @@ INFER_REPS=${INFER_REPS:-3}
 ROUNDS=${ROUNDS:-2}
 PEERS=${PEERS:-../shared/peers}
 OUT=${OUT:-out/bench-temporal}
-CONFIGS=${CONFIGS:-"gru/basic gru/share-bottom gru/feedback lstm/basic lstm/share-bottom lstm/feedback transformer/basic transformer/share-bottom transformer/feedback system/anfl-512 system/anfl-1288 system/mtca-1288 system/lrp-arl-ff-49x512"}
+CONFIGS=${CONFIGS:-"gru/basic gru/share-bottom gru/feedback lstm/basic lstm/share-bottom lstm/feedback transformer/basic transformer/share-bottom transformer/feedback system/anfl-512 system/anfl-1288 system/mtca-1288 system/lrp-arl-ff-49x512 system/multirate-au-1288"}
 
 # Timed steps per pass: for ARCH/TOPOLOGY 2000 frames each, chosen as the peer README's (gru 4,
 # transformer 8, lstm 2, lstm feedback 1) and scaled down for the heavier topologies so that a
@@ -43,6 +46,7 @@ default_steps() {
     system/anfl-1288) echo 8 ;;
     system/mtca-1288) echo 4 ;;
     system/lrp-arl-ff-49x512) echo 1 ;;
+    system/multirate-au-*) echo 2 ;;
     system/*) echo 4 ;;
     gru/basic) echo 4 ;;
     gru/share-bottom | gru/feedback) echo 2 ;;
@@ -56,6 +60,7 @@ default_steps() {
 
 PEER="$PEERS/torch_temporal_ref.py"
 FRAME_PEER=scripts/bench/torch_frame_ref.py
+MULTIRATE_PEER=scripts/bench/torch_multirate_ref.py
 for c in $CONFIGS; do
   if [ "${c%%/*}" != system ] && [ ! -f "$PEER" ]; then
     echo "bench-temporal: the peer $PEER is missing; set PEERS=<folder of torch_temporal_ref.py>" >&2
@@ -100,6 +105,7 @@ run_one() { # who config steps round
     parse_system "$c" || { failed=1; return; }
     args+=(--system "$SYS_FILE" --dim "$SYS_DIM" --tokens "$SYS_TOKENS" "${SYS_DATA[@]}")
     peer=$FRAME_PEER
+    if grep -Eq '^arch *= *"multirate"' "$SYS_FILE"; then peer=$MULTIRATE_PEER; fi
   else
     args+=(--arch "$arch" --topology "$topology")
   fi

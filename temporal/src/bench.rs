@@ -858,7 +858,8 @@ mod tests {
     }
 
     /// The frame-level systems: a bench config and every system config (tiny sizes) run
-    /// through `--system`: model, optimizer and batch from the file, shuffled frame batches.
+    /// through `--system`: model, optimizer and batch from the file, shuffled frame batches (or
+    /// segments, for a segment system).
     #[test]
     fn a_system_file_is_benchmarked_on_shuffled_frame_batches() {
         tch::set_num_threads(1);
@@ -919,6 +920,9 @@ mod tests {
             } else {
                 1
             };
+            // A segment system (the multi-rate encoder) on segments of 8: each video in a stream
+            // of its own, 2 steps of 2 x 8 frames.
+            let seg_len = (!cfg.model.arch.is_frame_level()).then_some(8);
             let args = BenchArgs {
                 system: Some(file.clone()),
                 threads: 1,
@@ -927,6 +931,7 @@ mod tests {
                 dim: 8,
                 tokens,
                 batch: Some(16),
+                seg_len,
                 max_steps: Some(2),
                 infer_reps: 1,
                 warmup_steps: 1,

@@ -88,6 +88,10 @@ pub struct TrainConfig {
     pub model: ModelConfig,
     /// The loss.
     pub loss: LossConfig,
+    /// Polarity-gated VA head (`[model.heads] va = "polarity"`): the first N epochs train the
+    /// polarity classifiers alone (cross-entropy), the later ones the regressors alone (on the
+    /// frames whose label is not extreme); 0 trains both together from the first epoch.
+    pub polarity_epochs: usize,
     /// k-fold by video: validate on fold K of N instead of the official validation set.
     pub fold: Option<crate::data::folds::Fold>,
 }
@@ -126,6 +130,7 @@ impl Default for TrainConfig {
             freeze: Vec::new(),
             model: ModelConfig::default(),
             loss: LossConfig::default(),
+            polarity_epochs: 0,
             fold: None,
         }
     }
@@ -172,6 +177,21 @@ impl TrainConfig {
         }
     }
 
+    /// The loss of epoch `epoch` (1-based): with `polarity_epochs` > 0, the polarity classifiers
+    /// alone up to that epoch, the regressors alone after it.
+    pub fn loss_for_epoch(&self, loss: &LossConfig, epoch: usize) -> LossConfig {
+        use crate::loss::PolarityStage;
+        let mut l = loss.clone();
+        if self.polarity_epochs > 0 {
+            l.polarity_stage = if epoch <= self.polarity_epochs {
+                PolarityStage::Classifiers
+            } else {
+                PolarityStage::Regressors
+            };
+        }
+        l
+    }
+
     /// The learning-rate schedule over `epochs`.
     pub fn schedule(&self) -> Schedule {
         Schedule {
@@ -191,6 +211,26 @@ impl TrainConfig {
             bail!("{e}");
         }
         self.resample.validate()?;
+        if let Err(e) = self.loss.validate() {
+            bail!("{e}");
+        }
+        if self.polarity_epochs > 0 {
+            if self.model.heads.va != crate::model::config::VaHead::Polarity {
+                bail!(
+                    "polarity_epochs = {}: the staged polarity training needs [model.heads] \
+                     va = \"polarity\"; set polarity_epochs = 0 (--polarity-epochs 0) or choose that head",
+                    self.polarity_epochs
+                );
+            }
+            if self.polarity_epochs >= self.epochs {
+                bail!(
+                    "polarity_epochs = {} but epochs = {}: the regressors would never train; \
+                     use more epochs than polarity_epochs (--epochs, --polarity-epochs)",
+                    self.polarity_epochs,
+                    self.epochs
+                );
+            }
+        }
         if !(self.clip > 0.0 && self.clip.is_finite()) {
             bail!(
                 "clip = {}: the gradient-norm clip must be a positive number (5 in the reference); \

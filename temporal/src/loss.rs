@@ -39,6 +39,11 @@
 //!   ([`without_other`]); `temporal evaluate --tune-other-threshold` / `submit --other-threshold`
 //!   then decide Other by a threshold on the top probability.
 //!
+//! - a polarity-gated VA head ([`crate::model::polarity`], outputs `<task>_polarity`): the
+//!   cross-entropy of its 3-class classifiers against [`polarity_class`] of the label
+//!   (`valence_polarity`, `arousal_polarity`), and the VA loss above of its regressors over the
+//!   frames whose label is not extreme (`|y| < va_extreme`); [`PolarityStage`] chooses one or both.
+//!
 //! The total is `sum(task_weight * task_loss)`. An invalid label (valence/arousal -5, expression
 //! -1, any AU -1, or a padded frame) contributes neither loss nor gradient, whatever the values at
 //! that frame. [`class_weights_auto`] and [`pos_weight_auto`] derive `auto` weights from training
@@ -168,6 +173,18 @@ impl From<FocalAlpha> for AlphaRepr {
     }
 }
 
+/// Which parts of a polarity-gated VA head ([`crate::model::polarity`]) a step trains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PolarityStage {
+    /// The classifiers (cross-entropy) and the regressors (CCC / MSE) together.
+    #[default]
+    Both,
+    /// The polarity classifiers alone (the first stage).
+    Classifiers,
+    /// The regressors alone, on the frames whose label is not extreme (the second stage).
+    Regressors,
+}
+
 /// Class weights or AU positive weights: none, `auto` from training label counts, or explicit.
 ///
 /// In TOML: `"none"`, `"auto"`, or a list of numbers (8 for expressions, 12 for AUs).
@@ -278,6 +295,14 @@ pub struct LossConfig {
     pub focal_gamma: f64,
     /// `au_loss = "focal"`: alpha per AU (`"frequency"`, a number, or 12 numbers).
     pub focal_alpha: FocalAlpha,
+    /// Polarity-gated VA head: a label with |y| >= this is extreme (class -1 or +1 of the
+    /// polarity classifiers, left out of the regressors' loss) [default: 1, the paper's "exactly
+    /// -1 or 1"; lower it for data without labels of exactly +-1, e.g. the synthetic sample].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub va_extreme: Option<f64>,
+    /// Polarity-gated VA head: the parts trained (set by the trainer per epoch, not in TOML).
+    #[serde(skip)]
+    pub polarity_stage: PolarityStage,
 }
 
 impl Default for LossConfig {
@@ -294,6 +319,8 @@ impl Default for LossConfig {
             drop_other: false,
             focal_gamma: 2.0,
             focal_alpha: FocalAlpha::default(),
+            va_extreme: None,
+            polarity_stage: PolarityStage::default(),
         }
     }
 }
@@ -321,6 +348,9 @@ pub enum LossConfigError {
         /// What it must be.
         what: &'static str,
     },
+    /// An extreme-label threshold outside (0, 1].
+    #[error("loss config: `va_extreme` = {0}; it must be in (0, 1] (1 = labels of exactly -1 or +1 are extreme)")]
+    Extreme(f64),
     /// A negative or non-finite weight.
     #[error("loss config: `{key}` holds {value}; weights must be finite and >= 0")]
     Value {
@@ -466,6 +496,11 @@ fn check(key: &'static str, w: &Weights, expected: usize) -> Result<(), LossConf
 impl LossConfig {
     /// Checks the explicit weights (count, finite, >= 0).
     pub fn validate(&self) -> Result<(), LossConfigError> {
+        if let Some(x) = self.va_extreme {
+            if !(x > 0.0 && x <= 1.0) {
+                return Err(LossConfigError::Extreme(x));
+            }
+        }
         check("expr_class_weights", &self.expr_class_weights, N_EXPR)?;
         check("au_pos_weight", &self.au_pos_weight, N_AU)?;
         check("au_weights", &self.au_weights, N_AU)?;
@@ -605,6 +640,25 @@ fn va_loss(pred: &Tensor, y: &Tensor, m: &Tensor, kind: VaLoss) -> Tensor {
             (1.0 - ccc) * n.gt(0.0).to_kind(pred.kind())
         }
     }
+}
+
+/// The polarity class of a VA label: 0 for `y <= -extreme`, 2 for `y >= extreme`, 1 otherwise.
+pub fn polarity_class(y: &Tensor, extreme: f64) -> Tensor {
+    let ones = y.ones_like().to_kind(Kind::Int64);
+    ones.masked_fill(&y.le(-extreme), 0)
+        .masked_fill(&y.ge(extreme), 2)
+}
+
+/// Cross-entropy of the polarity `logits [B, L, 3]` against the polarity classes of `y [B, L]`,
+/// averaged over the frames where `m` is true (0 when there is none).
+fn polarity_ce(logits: &Tensor, y: &Tensor, m: &Tensor, extreme: f64) -> Tensor {
+    let target = polarity_class(y, extreme);
+    let ce = logits
+        .reshape([-1, 3])
+        .cross_entropy_loss::<Tensor>(&target.reshape([-1]), None, Reduction::None, -100, 0.0)
+        .view_as(&target);
+    let n = m.to_kind(logits.kind()).sum(logits.kind());
+    safe_div(ce.masked_fill(&m.logical_not(), 0.0).sum(logits.kind()), &n)
 }
 
 /// The AU loss of every frame `[B, L]` (mean over the 12 AUs), from logits or, with
@@ -761,7 +815,27 @@ pub fn mtl_loss(
 ) -> (Tensor, BTreeMap<String, f64>) {
     let valid = valid.to_kind(Kind::Bool);
     let mut losses: Vec<(&str, Tensor)> = Vec::new();
-    for (i, task) in ["valence", "arousal"].into_iter().enumerate() {
+    for (i, (task, polarity)) in [
+        ("valence", "valence_polarity"),
+        ("arousal", "arousal_polarity"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if let Some(logits) = out.by_task.get(polarity) {
+            let y = labels.va.select(-1, i as i64).to_kind(logits.kind());
+            let m = y.ne(INVALID_VA).logical_and(&valid);
+            let extreme = cfg.va_extreme.unwrap_or(1.0);
+            if cfg.polarity_stage != PolarityStage::Regressors {
+                losses.push((polarity, polarity_ce(logits, &y, &m, extreme)));
+            }
+            if cfg.polarity_stage != PolarityStage::Classifiers {
+                let reg = &out.by_task[&format!("{task}_regressor")];
+                let m = m.logical_and(&y.abs().lt(extreme));
+                losses.push((task, va_loss(&reg.squeeze_dim(-1), &y, &m, cfg.va_loss)));
+            }
+            continue;
+        }
         if let Some(pred) = out.by_task.get(task) {
             let y = labels.va.select(-1, i as i64).to_kind(pred.kind());
             let m = y.ne(INVALID_VA).logical_and(&valid);
@@ -925,7 +999,7 @@ mod tests {
                 expr: 1.0,
                 au: 0.5,
             },
-            ..Default::default()
+            ..LossConfig::default()
         };
         let (total, parts) = mtl_loss(&out, &labels, &valid, &cfg);
         // One valid VA frame: variances and covariance 0, CCC = 0 -> loss 1.
@@ -1080,7 +1154,7 @@ mod tests {
                 dice_weight: 0.7,
                 au_loss: AuLoss::Focal,
                 focal_alpha: FocalAlpha::Fixed(0.25),
-                ..Default::default()
+                ..LossConfig::default()
             },
         ];
         for cfg in &cfgs {

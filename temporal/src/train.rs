@@ -12,6 +12,10 @@
 //! schedule is a function of the epoch and step), so it ends where an uninterrupted run would.
 //! A NaN or infinite loss stops the run naming the step; the last good checkpoint stays.
 //!
+//! A polarity-gated VA head trains in two stages within the run: `polarity_epochs` epochs of its
+//! classifiers, then its regressors ([`TrainConfig::loss_for_epoch`]); the parts a stage does
+//! not train get no gradient and so no update.
+//!
 //! Staged training: `--init-from RUN` starts from another run's weights ([`crate::staged`],
 //! adopting its feature normalisation) and `--freeze PART` leaves parts of the model as they are
 //! ([`crate::optim::freeze`]).
@@ -119,6 +123,10 @@ pub struct TrainArgs {
     /// all data without resampling].
     #[arg(long, value_name = "F")]
     pub bootstrap: Option<f64>,
+    /// Polarity-gated VA head (`va = "polarity"`): epochs of the polarity classifiers before
+    /// the regressors train (0 = both together) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub polarity_epochs: Option<usize>,
     /// The optimizer, learning-rate schedule and staged-training options (boxed: they would
     /// make every `temporal` command as large as this one).
     #[command(flatten)]
@@ -233,6 +241,7 @@ impl TrainArgs {
         if self.bootstrap.is_some() {
             c.bootstrap = self.bootstrap;
         }
+        set!(polarity_epochs => c.polarity_epochs);
         self.options.apply(&mut c);
         if self.cache.is_some() {
             c.cache = self.cache.clone();
@@ -670,6 +679,7 @@ impl Trainer<'_> {
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         let mut total = 0.0;
         let first_lr = self.schedule.lr(epoch, 0, plan.n_steps());
+        let loss_cfg = cfg.loss_for_epoch(&self.loss_cfg, epoch);
         for t in 0..plan.n_steps() {
             self.opt.lr = self.schedule.lr(epoch, t, plan.n_steps());
             let step = plan.step(t, self.device);
@@ -679,7 +689,7 @@ impl Trainer<'_> {
                 &self.train_data,
                 &step,
                 states.as_ref(),
-                &self.loss_cfg,
+                &loss_cfg,
                 cfg.clip,
             ) {
                 Ok(done) => done,

@@ -42,6 +42,11 @@ pub enum Arch {
     /// state dict (`au.*`, `va.*`, `ex.*`, ... as in MTL-ABAW4's `AMTL`). Frame-level: training
     /// draws shuffled frames in batches instead of segments. Basic topology only.
     None,
+    /// The ABAW5 multi-rate temporal Transformer ([`super::multirate`]): three pipelines over a
+    /// segment (Transformer; up x2 / strided-conv down; up / down / Transformer), each to 12 AU
+    /// logits, fused by learned softmax weights. AU only, basic topology, no heads of its own
+    /// (`in_proj.*`, `pipe_{a,b,c}.*`, `pipeline_logits` at the root); no carried state.
+    Multirate,
 }
 
 impl Arch {
@@ -58,6 +63,7 @@ impl Arch {
             Arch::Transformer => "transformer",
             Arch::Mlp => "mlp",
             Arch::None => "none",
+            Arch::Multirate => "multirate",
         }
     }
 
@@ -212,6 +218,10 @@ pub enum VaHead {
     Mlp,
     /// One head for both, `tanh(BatchNorm1d(Linear(d, 2)))` (`va.fc.*`, `va.bn.*`, MTL-ABAW4).
     TanhBn,
+    /// ABAW5 (Wang et al.): 3-class polarity classifiers that gate valence and arousal to
+    /// exactly -1 / +1, and regressors for the other frames, the arousal one also reading the
+    /// valence one's hidden features (`polarity.*`, `regressor.*`; [`super::polarity`]).
+    Polarity,
 }
 
 /// The expression head.
@@ -378,7 +388,7 @@ impl Config {
     /// `mlp`, `d_model` for the Transformer, the feature width without an encoder.
     pub fn encoder_dim(&self) -> i64 {
         match self.arch {
-            Arch::Transformer => self.d_model,
+            Arch::Transformer | Arch::Multirate => self.d_model,
             Arch::None => self.feat_dim,
             Arch::Gru | Arch::Lstm | Arch::Mlp => self.hidden,
         }
@@ -403,7 +413,9 @@ impl Config {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(ConfigError::Dropout(self.dropout));
         }
-        if self.arch == Arch::Transformer && self.d_model % self.n_heads != 0 {
+        if matches!(self.arch, Arch::Transformer | Arch::Multirate)
+            && self.d_model % self.n_heads != 0
+        {
             return Err(ConfigError::Heads {
                 d_model: self.d_model,
                 n_heads: self.n_heads,
@@ -417,6 +429,16 @@ impl Config {
         }
         if self.arch == Arch::None && self.topology != Topology::Basic {
             return Err(ConfigError::NoEncoderTopology(self.topology));
+        }
+        if self.arch == Arch::Multirate
+            && (self.tasks != [HeadTask::Au]
+                || self.topology != Topology::Basic
+                || self.heads != HeadKinds::default())
+        {
+            return Err(ConfigError::MultirateAuOnly {
+                tasks: self.task_names(),
+                topology: self.topology,
+            });
         }
         if self.anfl_neighbors < 1 {
             return Err(ConfigError::NotPositive {
@@ -442,6 +464,10 @@ impl Config {
         if self.heads.va == VaHead::TanhBn {
             needs("va = \"tanh-bn\"", HeadTask::Valence)?;
             needs("va = \"tanh-bn\"", HeadTask::Arousal)?;
+        }
+        if self.heads.va == VaHead::Polarity {
+            needs("va = \"polarity\"", HeadTask::Valence)?;
+            needs("va = \"polarity\"", HeadTask::Arousal)?;
         }
         if self.heads.expr != ExprHead::Mlp {
             needs("expr", HeadTask::Expr)?;
@@ -568,6 +594,14 @@ pub enum ConfigError {
     /// A topology that needs an encoder on a model without one.
     #[error("model config: topology `{0}` needs an encoder; with arch = \"none\" use topology = \"basic\"")]
     NoEncoderTopology(Topology),
+    /// The multi-rate encoder with other tasks, a topology or heads of its own.
+    #[error("model config: arch = \"multirate\" is an AU model (its three pipelines end in the 12 AU logits): it needs tasks = [au] (got [{tasks}]), topology = \"basic\" (got {topology}) and no [model.heads]; train it with --tasks au")]
+    MultirateAuOnly {
+        /// The configured tasks.
+        tasks: String,
+        /// The configured topology.
+        topology: Topology,
+    },
     /// A head kind chosen for a task that is not trained.
     #[error("model config: [model.heads] {head} needs the task `{task}`, which is not among `tasks` = [{tasks}]; train it (--tasks) or use the default head")]
     HeadWithoutTask {

@@ -5,7 +5,8 @@
 //! `rnn.bias_hh_l0`, initialised uniform in ±1/sqrt(hidden) as PyTorch does) with an explicit
 //! carried state. [`Encoder`] is the bottom: `bottom.rnn.*` for GRU/LSTM, or `in_proj.*` +
 //! sinusoidal positions + `bottom.layers.N.*` for the Transformer, or `bottom.fc.*` for the
-//! frame-level `mlp` baseline, or nothing at all for `none`.
+//! frame-level `mlp` baseline, or nothing at all for `none`, or the multi-rate AU encoder
+//! ([`super::multirate`], `in_proj.*`, `pipe_{a,b,c}.*`) for `multirate`.
 //!
 //! What it does not: decide which state a stream keeps (that is [`super::States::carry`]) or
 //! pack padded sequences: as in the reference, a recurrent layer runs over padded frames too.
@@ -15,6 +16,7 @@ use super::kernels::choice::{self, LayerShape, RnnKernel};
 use super::kernels::gru::{self, DeferredGrads};
 use super::kernels::rnn_eval;
 use super::layers::torch_linear;
+use super::multirate::{Multirate, MultirateConfig};
 use super::state::RnnState;
 use super::transformer::{EncoderLayer, SinusoidalPositions};
 use tch::nn;
@@ -49,7 +51,7 @@ impl RnnBlock {
         let gates = match arch {
             Arch::Gru => 3 * hidden,
             Arch::Lstm => 4 * hidden,
-            Arch::Transformer | Arch::Mlp | Arch::None => {
+            Arch::Transformer | Arch::Mlp | Arch::None | Arch::Multirate => {
                 panic!("RnnBlock::new needs a recurrent arch, got {arch}")
             }
         };
@@ -117,7 +119,7 @@ impl RnnBlock {
             }
             (Arch::Gru, Some(_)) => panic!("a GRU layer was given an LSTM state"),
             (Arch::Lstm, Some(_)) => panic!("an LSTM layer was given a GRU state"),
-            (Arch::Transformer | Arch::Mlp | Arch::None, _) => {
+            (Arch::Transformer | Arch::Mlp | Arch::None | Arch::Multirate, _) => {
                 unreachable!("RnnBlock::new checks the arch")
             }
         }
@@ -203,6 +205,8 @@ pub enum Encoder {
     Frame(nn::Linear),
     /// No encoder (`none`): the features themselves.
     Identity,
+    /// The multi-rate encoder (`multirate`), whose output is already the 12 AU logits.
+    Multirate(Box<Multirate>),
 }
 
 impl Encoder {
@@ -218,6 +222,19 @@ impl Encoder {
         }
         if cfg.arch == Arch::None {
             return Encoder::Identity;
+        }
+        if cfg.arch == Arch::Multirate {
+            return Encoder::Multirate(Box::new(Multirate::new(
+                root,
+                MultirateConfig {
+                    feat_dim: cfg.feat_dim,
+                    d_model: cfg.d_model,
+                    n_heads: cfg.n_heads,
+                    ff: cfg.ff,
+                    n_layers: cfg.n_layers,
+                    dropout: cfg.dropout,
+                },
+            )));
         }
         if cfg.arch == Arch::Mlp {
             return Encoder::Frame(torch_linear(
@@ -267,6 +284,7 @@ impl Encoder {
             }
             Encoder::Frame(fc) => (x.apply(fc).relu(), None),
             Encoder::Identity => (x.shallow_clone(), None),
+            Encoder::Multirate(m) => (m.forward_t(x, bias, train), None),
         }
     }
 }

@@ -8,6 +8,9 @@
 //!   `Linear(d, 512) - ReLU - Dropout - Linear(512, 256) - ReLU - Dropout - Linear(256, out)`
 //!   (`<task>.net.{0,3,6}`), giving valence, arousal, expression logits or AU logits;
 //! - `va = "tanh-bn"`: `tanh(BN(Linear(d, 2)))` (`va.fc.*`, `va.bn.*`) for valence and arousal;
+//! - `va = "polarity"`: ABAW5's polarity classifiers and regressors ([`super::polarity`],
+//!   `polarity.*`, `regressor.*`), `hidden` units wide; besides `valence` and `arousal` (the
+//!   gated values) it outputs `<task>_polarity` `[B, L, 3]` and `<task>_regressor` `[B, L, 1]`;
 //! - `expr = "linear"`: logits `Linear(d, 8)` (`ex.fc.*`); `expr = "au-attention"` re-weights
 //!   them by additive attention with the AU probabilities as the query, as MTL-ABAW4:
 //!   `q = W_q au`, `k_j = W_k l_j`, `a = softmax_j(w_v tanh(q + k_j))`, output `a * l`
@@ -29,6 +32,7 @@ use super::config::{AuHead, Config, ExprHead, FusionKind, HeadTask, VaHead};
 use super::kernels::dropout::dropout;
 use super::layers::{torch_linear, uniform, BatchNorm1d};
 use super::lrp_arl_ff::{Fusion, LrpArlFf, LrpArlFfConfig};
+use super::polarity::PolarityVa;
 use std::collections::BTreeMap;
 use tch::nn;
 use tch::Tensor;
@@ -142,6 +146,7 @@ fn lrp_config(cfg: &Config, d: i64) -> LrpArlFfConfig {
 pub struct Heads {
     mlp: BTreeMap<HeadTask, MlpHead>,
     va: Option<(nn::Linear, BatchNorm1d)>,
+    polarity: Option<PolarityVa>,
     ex: Option<nn::Linear>,
     attention: Option<AdditiveAttention>,
     au: Option<AuModule>,
@@ -174,6 +179,8 @@ impl Heads {
                 BatchNorm1d::new(root / "va" / "bn", 2),
             )
         });
+        let polarity = (kinds.va == VaHead::Polarity && has(HeadTask::Valence))
+            .then(|| PolarityVa::new(root, d, cfg.hidden, cfg.dropout));
         let ex = (kinds.expr != ExprHead::Mlp && has(HeadTask::Expr))
             .then(|| dense_linear(root / "ex" / "fc", d, shared::N_EXPR as i64));
         let attention = (kinds.expr == ExprHead::AuAttention && has(HeadTask::Expr)).then(|| {
@@ -199,6 +206,7 @@ impl Heads {
         Heads {
             mlp,
             va,
+            polarity,
             ex,
             attention,
             au,
@@ -257,6 +265,13 @@ impl Heads {
                 .view([b, l, 2]);
             out.insert("valence".into(), va.narrow(-1, 0, 1));
             out.insert("arousal".into(), va.narrow(-1, 1, 1));
+        }
+        if let Some(head) = &self.polarity {
+            out.extend(head.forward_t(
+                &feats[&HeadTask::Valence],
+                &feats[&HeadTask::Arousal],
+                train,
+            ));
         }
         if let Some(fc) = &self.ex {
             let (x, b, l) = frames(HeadTask::Expr);

@@ -11,6 +11,10 @@
 //! saved with [`checkpoint::save`] is the reference's `state_dict` for the same [`Config`], and
 //! a PyTorch `state_dict` saved as safetensors loads with [`checkpoint::load_strict`].
 //!
+//! Two ABAW5 systems (Wang et al.) plug into this frame: the encoder `arch = "multirate"`
+//! ([`multirate`]), whose three pipelines end in the AU logits themselves (no heads), and the
+//! VA head `va = "polarity"` ([`polarity`]), whose polarity classifiers gate its regressors.
+//!
 //! The architecture reads top-down: [`config`], [`encoder`], [`topology`], [`heads`], with the
 //! shared [`layers`] and the Transformer layer in [`transformer`]; the hand-written CPU kernels
 //! that make it fast (GRU training, packed recurrent inference, dropout) are in [`kernels`].
@@ -45,6 +49,8 @@ pub mod heads;
 pub mod kernels;
 pub mod layers;
 pub mod lrp_arl_ff;
+pub mod multirate;
+pub mod polarity;
 pub mod state;
 pub mod topology;
 pub mod transformer;
@@ -112,7 +118,16 @@ impl TemporalMtl {
         } else {
             p / "heads"
         };
-        let heads = heads::Heads::new(&head_root, cfg, cfg.encoder_dim());
+        // The multi-rate encoder ends in the AU logits itself: no heads.
+        let head_cfg = if cfg.arch == Arch::Multirate {
+            Config {
+                tasks: Vec::new(),
+                ..cfg.clone()
+            }
+        } else {
+            cfg.clone()
+        };
+        let heads = heads::Heads::new(&head_root, &head_cfg, cfg.encoder_dim());
         Ok(TemporalMtl {
             cfg: cfg.clone(),
             encoder: encoder::Encoder::new(p, cfg),
@@ -160,7 +175,7 @@ impl TemporalMtl {
         let mut new_states = States::empty();
         let mut deferred = gru::DeferredGrads::default();
         let bias = match pad {
-            Some(pad) if self.cfg.arch == Arch::Transformer => {
+            Some(pad) if matches!(self.cfg.arch, Arch::Transformer | Arch::Multirate) => {
                 Some(transformer::key_padding_bias(pad, x.kind()))
             }
             _ => None,
@@ -174,6 +189,14 @@ impl TemporalMtl {
         );
         if let Some(s) = bottom_state {
             new_states.insert("bottom", s);
+        }
+        if self.cfg.arch == Arch::Multirate {
+            let outputs = Outputs {
+                by_task: BTreeMap::from([(HeadTask::Au.name().to_string(), h)]),
+                deferred,
+                au_probabilities: false,
+            };
+            return (outputs, new_states);
         }
         let feats = self.tops.forward_t(
             &h,

@@ -84,14 +84,53 @@ for system in mtca lrp-arl-ff; do
   done
 done
 
+step "9. ABAW5 (Wang et al.): a recipe per task, combined per task into one MTL submission"
+# VA: polarity classifiers, then regressors (one run, two stages); EXPR: 3 bootstrap members
+# (ce+dice) and the rule vote; AU: the multi-rate Transformer (focal loss), 8 of its 24 epochs
+# here (the F1 no longer moves much on this sample after them), to keep the demo short.
+"$T" train --config configs/systems/polarity-va.toml --data "$DATA" --features synthetic \
+  --out "$OUT/runs/polarity-va" 2>&1 | tail -n 1
+"$T" train --config configs/systems/multirate-au.toml --data "$DATA" --features synthetic \
+  --epochs 8 --out "$OUT/runs/multirate-au" 2>&1 | tail -n 1
+for seed in 0 1 2; do
+  "$T" train --config configs/systems/bagged-expr.toml --data "$DATA" --features synthetic \
+    --seed "$seed" --out "$OUT/runs/bagged-expr/s$seed" 2>&1 | tail -n 1
+done
+for split in validation test; do
+  for run in polarity-va multirate-au bagged-expr/s0 bagged-expr/s1 bagged-expr/s2; do
+    "$T" predict --run "$OUT/runs/$run" --split "$split" > /dev/null
+  done
+  for system in polarity-va multirate-au; do
+    score "system-$system" "$split" "$OUT/runs/$system/predictions/$split"
+  done
+done
+"$T" ensemble "$OUT/runs/bagged-expr" --split validation --method rule-vote --priority 2,3,5,1 \
+  --out "$OUT/predictions/bagged-expr/validation" > /dev/null
+"$T" ensemble "$OUT/runs/bagged-expr" --split test \
+  --config "$OUT/predictions/bagged-expr/validation/ensemble.json" \
+  --out "$OUT/predictions/bagged-expr/test" > /dev/null
+abaw5=("$OUT/runs/polarity-va" "$OUT/predictions/bagged-expr/validation" "$OUT/runs/multirate-au")
+"$T" ensemble "${abaw5[@]}" --split validation --method best-per-task --labels "$VAL_LABELS" \
+  --out "$OUT/predictions/abaw5/validation" > /dev/null
+"$T" ensemble "$OUT/runs/polarity-va" "$OUT/predictions/bagged-expr/test" "$OUT/runs/multirate-au" \
+  --split test --config "$OUT/predictions/abaw5/validation/ensemble.json" \
+  --out "$OUT/predictions/abaw5/test" > /dev/null
+for split in validation test; do
+  score "system-bagged-expr" "$split" "$OUT/predictions/bagged-expr/$split"
+  score "system-abaw5" "$split" "$OUT/predictions/abaw5/$split"
+done
+"$T" submit "$OUT/predictions/abaw5/test" --format mtl --test-list "$DATA/test_set_list.txt" \
+  --out "$OUT/submission/abaw5_mtl_submission.txt"
+
 step "P_MTL of each stage: validation (chooses checkpoint, smoothing, ensemble) and held-out test"
 python3 scripts/demo_table.py "$OUT/scores"
 cat <<EOT
 
 Written:
   features     $DATA/features/{hog,synthetic,synthetic-tokens}/<video>.h5
-  runs         $OUT/runs/{lstm,transformer,mtca,lrp-arl-ff}/ (config, metrics.jsonl, checkpoints, plots)
+  runs         $OUT/runs/{lstm,transformer,mtca,lrp-arl-ff,polarity-va,multirate-au,bagged-expr}/
+               (config, metrics.jsonl, checkpoints, plots)
   predictions  $OUT/predictions/, smoothed $OUT/smoothed/, ensemble $OUT/ensemble/
-  submission   $OUT/submission/mtl_submission.txt
+  submission   $OUT/submission/mtl_submission.txt, $OUT/submission/abaw5_mtl_submission.txt
   scores       $OUT/scores/<stage>-{validation,test}.json (with confusion-matrix and per-AU F1 PNGs)
 EOT

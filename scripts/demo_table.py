@@ -14,7 +14,8 @@ ensemble. A missing file is an error that names it.
 
 Then, when the files are there, the systems of configs/systems/ on the sample's synthetic
 features (`system-<name>-{validation,test}.json`, with the chance baseline again): each on the
-score it trains (P_MTL for a multi-task system, the AU F1 for an AU-only one).
+score it trains (P_MTL for a multi-task system, the mean VA CCC, expression F1 or AU F1 for a
+single-task one), and the ABAW5 three combined best per task (`system-abaw5`).
 
 What it does not: compute any metric (`temporal evaluate` does) or judge the numbers.
 Plain Python 3 standard library.
@@ -36,6 +37,10 @@ SPLITS = ("validation", "test")
 SYSTEMS = [
     ("mtca", "p_mtl", "mtca (P_MTL; 64-d features)"),
     ("lrp-arl-ff", "f1_au", "lrp-arl-ff (F1 AU; tokens)"),
+    ("polarity-va", "ccc_va", "polarity-va (mean CCC VA)"),
+    ("bagged-expr", "f1_expr", "bagged-expr (F1 EXPR; 3 votes)"),
+    ("multirate-au", "f1_au", "multirate-au (F1 AU)"),
+    ("abaw5", "p_mtl", "abaw5: 3 best per task (P_MTL)"),
 ]
 TASKS = [
     ("ccc_valence", "CCC valence"),
@@ -50,7 +55,9 @@ def load(scores, stage, split):
     path = os.path.join(scores, "%s-%s.json" % (stage, split))
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            report = json.load(f)
+            report["ccc_va"] = (report["ccc_valence"] + report["ccc_arousal"]) / 2
+            return report
     except OSError as e:
         sys.exit("demo_table.py: cannot read %s (%s); run scripts/demo.sh first" % (path, e.strerror))
     except ValueError as e:

@@ -14,8 +14,10 @@ exactly as `temporal bench` does for a segment model:
            10 000) dealt greedily to the --batch streams with the fewest frames, each step the next
            --seg-len segment of every stream, padding masked as keys; inference: unshuffled,
            --infer-batch streams;
-  loss     BCE with logits averaged over the 12 AUs, then over the frames with a valid AU label
-           (`au_loss = "bce"`; "focal" once the config uses it is not built here yet);
+  loss     `au_loss = "bce"`: BCE with logits averaged over the 12 AUs, then over the frames with
+           a valid AU label; `"focal"`: scripts/fixtures/loss_refs.py's focal_loss on those frames
+           (focal_gamma; focal_alpha a number, 12 numbers or "frequency", counted on the
+           synthetic labels as `temporal bench` does);
   step     zero_grad(set_to_none) -> forward -> loss -> backward -> clip_grad_norm_(clip) ->
            torch.optim.SGD (momentum, nesterov, weight decay) or Adam / AdamW;
   timing   --warmup-steps untimed training steps and 2 untimed inference steps, then --epochs
@@ -42,6 +44,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 import abaw5_refs as refs  # noqa: E402
+import loss_refs  # noqa: E402
 
 N_AU = refs.N_AU
 
@@ -57,10 +60,12 @@ def load_config(path):
     model = raw.get("model", {})
     if model.get("arch") != "multirate":
         fail(f"{path}: arch = {model.get('arch')!r}; this peer builds arch = \"multirate\"")
-    loss = raw.get("loss", {}).get("au_loss", "bce")
-    if loss != "bce":
-        fail(f"{path}: au_loss = {loss!r}; this peer computes BCE only")
+    loss = raw.get("loss", {})
+    if loss.get("au_loss", "bce") not in ("bce", "focal"):
+        fail(f"{path}: au_loss = {loss.get('au_loss')!r}; this peer computes bce or focal")
     return {
+        "au_loss": loss.get("au_loss", "bce"), "focal_gamma": loss.get("focal_gamma", 2.0),
+        "focal_alpha": loss.get("focal_alpha", "frequency"),
         "name": os.path.splitext(os.path.basename(path))[0],
         "optimizer": raw.get("optimizer", "adam"), "lr": raw.get("lr", 5e-5),
         "weight_decay": raw.get("weight_decay", 0.0), "momentum": raw.get("momentum", 0.9),
@@ -112,13 +117,27 @@ def batches(data, n_streams, seg_len, seed):
         yield x, au, valid
 
 
-def au_loss(logits, au, valid):
+def focal_alpha(cfg, data):
+    """The focal loss's alpha per AU, as `temporal bench` resolves it."""
+    a = cfg["focal_alpha"]
+    if a == "frequency":
+        labels = data.au[(data.au != -1).all(-1)]
+        return loss_refs.focal_alpha_frequency(labels.sum(0), (1 - labels).sum(0)).float()
+    return torch.tensor([float(a)] * N_AU if not isinstance(a, list) else a, dtype=torch.float32)
+
+
+def au_loss(logits, au, valid, focal=None):
+    """BCE, or with `focal = (alpha, gamma)` the focal loss, over the valid frames."""
     m = (au != -1).all(-1) & valid
+    if focal is not None:
+        if not m.any():
+            return logits.sum() * 0
+        return loss_refs.focal_loss(logits[m], au[m], focal[0], focal[1])
     bce = F.binary_cross_entropy_with_logits(logits, au.clamp(min=0), reduction="none").mean(-1)
     return (bce * m).sum() / m.sum().clamp(min=1)
 
 
-def run_pass(model, opt, it, train, clip, max_steps, warmup=0):
+def run_pass(model, opt, it, train, clip, max_steps, warmup=0, focal=None):
     model.train(train)
     frames, steps, t0 = 0, 0, time.perf_counter()
     ctx = torch.enable_grad() if train else torch.inference_mode()
@@ -128,7 +147,7 @@ def run_pass(model, opt, it, train, clip, max_steps, warmup=0):
                 frames, t0 = 0, time.perf_counter()
             logits = model(x, ~valid)
             if train:
-                loss = au_loss(logits, au, valid)
+                loss = au_loss(logits, au, valid, focal)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -190,13 +209,14 @@ def main():
     else:
         opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg["weight_decay"])
 
+    focal = (focal_alpha(cfg, data), cfg["focal_gamma"]) if cfg["au_loss"] == "focal" else None
     run_pass(model, opt, batches(data, streams, seg_len, 10_000), True, clip, 1,
-             warmup=args.warmup_steps - 1)
+             warmup=args.warmup_steps - 1, focal=focal)
     train = []
     for ep in range(args.epochs):
         torch.manual_seed(args.seed + ep)
         frames, dt, steps = run_pass(model, opt, batches(data, streams, seg_len, args.seed + ep), True,
-                                     clip, max_steps)
+                                     clip, max_steps, focal=focal)
         train.append({"frames": frames, "steps": steps, "seconds": round(dt, 3),
                       "fps": round(frames / dt, 1)})
     run_pass(model, None, batches(data, args.infer_batch, seg_len, None), False, clip, 1, warmup=1)

@@ -17,7 +17,6 @@
 //! say how to convert), map names between layouts (the builders' loaders do), or keep the file
 //! open: [`read`] returns every tensor in memory.
 
-use super::weights::WeightsError;
 use candle_core::pickle::{Object, Stack};
 use candle_core::DType;
 use std::collections::BTreeSet;
@@ -55,16 +54,24 @@ pub const ALLOWED_GLOBALS: &[(&str, &str)] = &[
 /// Keys under which training scripts keep the state dict, tried in this order.
 pub const WRAPPER_KEYS: &[&str] = &["state_dict", "model", "module", "model_state_dict"];
 
+/// Why a checkpoint cannot be read (`backbones::WeightsError` adds the file's path).
+#[derive(Debug, thiserror::Error)]
+pub enum PthError {
+    /// The file cannot be opened or read.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Not a readable `torch.save` archive, or no state dict in it: what is wrong and what to do.
+    #[error("{0}")]
+    Format(String),
+    /// The pickle names globals outside [`ALLOWED_GLOBALS`] (`module.name` of each).
+    #[error("the pickle names {0:?}")]
+    Unsafe(Vec<String>),
+}
+
 /// Every tensor of the checkpoint's state dict, by name, in the file's dtypes.
-pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
-    let bad = |reason: String| WeightsError::Pth {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file = std::fs::File::open(path).map_err(|cause| WeightsError::Io {
-        path: path.to_path_buf(),
-        cause,
-    })?;
+pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, PthError> {
+    let bad = PthError::Format;
+    let file = std::fs::File::open(path)?;
     let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
         bad(format!(
             "not a zip archive as torch.save writes since PyTorch 1.6 ({e}); the file is \
@@ -96,10 +103,7 @@ pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
     let mut refused = BTreeSet::new();
     disallowed_globals(&object, &mut refused);
     if !refused.is_empty() {
-        return Err(WeightsError::Unsafe {
-            path: path.to_path_buf(),
-            globals: refused.into_iter().collect(),
-        });
+        return Err(PthError::Unsafe(refused.into_iter().collect()));
     }
     let entries = state_dict(object).map_err(bad)?;
     let mut out = Vec::with_capacity(entries.len());

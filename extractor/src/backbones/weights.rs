@@ -19,6 +19,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::pth::PthError;
 use sha2::{Digest, Sha256};
 use tch::{nn::VarStore, Device, Tensor};
 
@@ -150,7 +151,7 @@ impl WeightsFile {
     /// checkpoint) and hashes the whole file.
     pub fn open(path: &Path) -> Result<Self, WeightsError> {
         if WeightsFormat::of(path) == WeightsFormat::Pth {
-            let tensors = super::pth::read(path)?
+            let tensors = read_pth(path)?
                 .into_iter()
                 .map(|(name, t)| {
                     let dtype = format!("{:?}", t.kind());
@@ -304,7 +305,7 @@ impl WeightsFile {
             });
         }
         let loaded = match self.format {
-            WeightsFormat::Pth => super::pth::read(&self.path)?,
+            WeightsFormat::Pth => read_pth(&self.path)?,
             WeightsFormat::Safetensors => {
                 Tensor::read_safetensors(&self.path).map_err(|e| WeightsError::Format {
                     path: self.path.clone(),
@@ -321,6 +322,25 @@ impl WeightsFile {
         }
         Ok(())
     }
+}
+
+/// [`super::pth::read`], its error naming `path`.
+fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
+    let path_buf = path.to_path_buf();
+    super::pth::read(path).map_err(|e| match e {
+        PthError::Io(cause) => WeightsError::Io {
+            path: path_buf,
+            cause,
+        },
+        PthError::Format(reason) => WeightsError::Pth {
+            path: path_buf,
+            reason,
+        },
+        PthError::Unsafe(globals) => WeightsError::Unsafe {
+            path: path_buf,
+            globals,
+        },
+    })
 }
 
 /// sha256 of a file's bytes as lowercase hex (streamed, any size).

@@ -41,6 +41,7 @@
 //! submission rows (that is `temporal submit`).
 
 use super::align::annotated_rows;
+use super::forced::{first_argmax, force_class};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -53,8 +54,7 @@ use shared::{Prediction, VideoId, N_AU, N_EXPR};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// How far a vote adjustment moves a probability past the value that would decide otherwise.
-pub const VOTE_MARGIN: f32 = 1e-4;
+pub use super::forced::VOTE_MARGIN;
 
 /// Vote sums closer than this are a tie.
 const VOTE_TIE: f64 = 1e-9;
@@ -261,30 +261,6 @@ pub fn mean_prediction(members: &[Prediction], weights: &[f64]) -> Prediction {
         arousal: a as f32,
         expression: e.map(|x| x.clamp(0.0, 1.0) as f32),
         aus: u.map(|x| x.clamp(0.0, 1.0) as f32),
-    }
-}
-
-/// First index of the largest value.
-fn first_argmax(x: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-/// Make `class` the argmax of `expression` (first on ties), changing nothing when it already
-/// is: the class is raised to the largest probability plus [`VOTE_MARGIN`] and the row
-/// renormalised to sum 1.
-pub fn force_class(expression: &mut [f32; N_EXPR], class: usize) {
-    if first_argmax(expression) != class {
-        let top = expression.iter().cloned().fold(0.0f32, f32::max);
-        let mut e = expression.map(f64::from);
-        e[class] = f64::from(top) + f64::from(VOTE_MARGIN);
-        let sum: f64 = e.iter().sum();
-        *expression = e.map(|x| (x / sum) as f32);
     }
 }
 

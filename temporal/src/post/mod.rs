@@ -11,7 +11,7 @@
 //!   `evaluate --tune-other-threshold`, applied by `submit --other-threshold`.
 //!
 //! And what they share: [`align`] pairs predictions with annotated frames, [`thresholds`] parses
-//! `--au-thresholds`. The file formats themselves are `shared::abaw`'s.
+//! `--au-thresholds`, [`forced`] writes a decided class into a probability row. The file formats themselves are `shared::abaw`'s.
 //!
 //! What it does not: run a model (that is [`crate::predict`]) or read the feature cache.
 
@@ -20,6 +20,7 @@ pub mod baseline;
 pub mod ensemble;
 pub mod eval_plots;
 pub mod evaluate;
+pub mod forced;
 pub mod other;
 pub mod smooth;
 pub mod submit;

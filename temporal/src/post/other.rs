@@ -22,7 +22,7 @@
 //!
 //! What it does not: train, or choose the AU thresholds (`shared::metrics::tune_au_thresholds`).
 
-use super::ensemble::force_class;
+use super::forced::force_class;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use shared::abaw::PredictionSet;

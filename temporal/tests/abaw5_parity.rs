@@ -8,7 +8,8 @@
 //! loss values. Here the model is built from the same sizes, must have exactly those names and
 //! shapes, the state dict is loaded strictly, and the outputs must agree within 1e-5.
 
-use safetensors::SafeTensors;
+mod common;
+use common::Fixture;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
@@ -20,46 +21,13 @@ use temporal::model::{checkpoint, Arch, Config, HeadTask, TemporalMtl};
 const FORMAT: &str = "abaw5-parity-v1";
 const TOL: f64 = 1e-5;
 
-/// One fixture file: its tensors by name and its metadata.
-struct Fixture {
-    case: String,
-    tensors: BTreeMap<String, Tensor>,
-    doc: serde_json::Value,
+impl Fixture {
+    fn load(case: &str) -> Fixture {
+        Fixture::read(case, FORMAT, "abaw5_fixture.py")
+    }
 }
 
 impl Fixture {
-    fn load(case: &str) -> Fixture {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(format!("{case}.safetensors"));
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; regenerate with scripts/fixtures/abaw5_fixture.py",
-                path.display()
-            )
-        });
-        let (_, header) = SafeTensors::read_metadata(&bytes).expect("fixture header");
-        let meta = header.metadata().as_ref().expect("fixture metadata");
-        let doc: serde_json::Value =
-            serde_json::from_str(&meta["fixture"]).expect("fixture metadata is JSON");
-        assert_eq!(doc["format"], FORMAT, "{case}: fixture format");
-        let tensors = Tensor::read_safetensors(&path)
-            .expect("fixture tensors")
-            .into_iter()
-            .collect();
-        Fixture {
-            case: case.to_string(),
-            tensors,
-            doc,
-        }
-    }
-
-    fn get(&self, name: &str) -> &Tensor {
-        self.tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("{}: no tensor {name}", self.case))
-    }
-
     fn int(&self, key: &str) -> i64 {
         self.doc["args"][key]
             .as_i64()

@@ -7,7 +7,8 @@
 //! reference outputs; the metadata holds the state-dict names and shapes and the loss values.
 //! Here the state dict is loaded strictly into the Rust module and the outputs compared.
 
-use safetensors::SafeTensors;
+mod common;
+use common::Fixture;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
@@ -19,46 +20,13 @@ use temporal::model::{checkpoint, Arch, Config, HeadTask, Outputs, TemporalMtl};
 const FORMAT: &str = "affect-parity-v1";
 const TOL: f64 = 1e-5;
 
-/// One fixture file: its tensors by name and its metadata.
-struct Fixture {
-    case: String,
-    tensors: BTreeMap<String, Tensor>,
-    doc: serde_json::Value,
+impl Fixture {
+    fn load(case: &str) -> Fixture {
+        Fixture::read(case, FORMAT, "affect_fixture.py")
+    }
 }
 
 impl Fixture {
-    fn load(case: &str) -> Fixture {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(format!("{case}.safetensors"));
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; regenerate with scripts/fixtures/affect_fixture.py",
-                path.display()
-            )
-        });
-        let (_, header) = SafeTensors::read_metadata(&bytes).expect("fixture header");
-        let meta = header.metadata().as_ref().expect("fixture metadata");
-        let doc: serde_json::Value =
-            serde_json::from_str(&meta["fixture"]).expect("fixture metadata is JSON");
-        assert_eq!(doc["format"], FORMAT, "{case}: fixture format");
-        let tensors = Tensor::read_safetensors(&path)
-            .expect("fixture tensors")
-            .into_iter()
-            .collect();
-        Fixture {
-            case: case.to_string(),
-            tensors,
-            doc,
-        }
-    }
-
-    fn get(&self, name: &str) -> &Tensor {
-        self.tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("{}: no tensor {name}", self.case))
-    }
-
     /// The reference state dict (`state.<name>` without the prefix) as a safetensors file that
     /// [`checkpoint::load_strict`] reads.
     fn state_dict_file(&self, dir: &Path) -> PathBuf {

@@ -7,9 +7,8 @@
 //! (see its docstring): inputs, the float64 reference values in the metadata, and the reference
 //! gradients.
 
-use safetensors::SafeTensors;
-use std::collections::BTreeMap;
-use std::path::Path;
+mod common;
+use common::Fixture;
 use tch::{Device, Kind, Tensor};
 use temporal::loss::{
     focal_alpha_auto, mtl_loss, soft_dice_loss, AuLoss, ExprLoss, FocalAlpha, LabelTensors,
@@ -20,39 +19,13 @@ use temporal::model::Outputs;
 const FORMAT: &str = "loss-parity-v1";
 const TOL: f64 = 1e-5;
 
-struct Fixture {
-    tensors: BTreeMap<String, Tensor>,
-    doc: serde_json::Value,
+impl Fixture {
+    fn load() -> Fixture {
+        Fixture::read("bagged_losses", FORMAT, "loss_fixture.py")
+    }
 }
 
 impl Fixture {
-    fn load() -> Fixture {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bagged_losses.safetensors");
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; regenerate with scripts/fixtures/loss_fixture.py",
-                path.display()
-            )
-        });
-        let (_, header) = SafeTensors::read_metadata(&bytes).expect("fixture header");
-        let meta = header.metadata().as_ref().expect("fixture metadata");
-        let doc: serde_json::Value =
-            serde_json::from_str(&meta["fixture"]).expect("fixture metadata is JSON");
-        assert_eq!(doc["format"], FORMAT, "fixture format");
-        let tensors = Tensor::read_safetensors(&path)
-            .expect("fixture tensors")
-            .into_iter()
-            .collect();
-        Fixture { tensors, doc }
-    }
-
-    fn get(&self, name: &str) -> &Tensor {
-        self.tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("no tensor {name}"))
-    }
-
     fn loss(&self, name: &str) -> f64 {
         self.doc["losses"][name]
             .as_f64()

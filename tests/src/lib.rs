@@ -120,3 +120,94 @@ pub fn deterministic_metrics(run_dir: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// `temporal predict` of `run` on the validation and the test split, into `<out>/<split>`.
+pub fn predict_both_splits(run: &Path, out: &Path) {
+    for split in ["validation", "test"] {
+        let dest = out.join(split);
+        run_ok(
+            "temporal",
+            &[
+                "predict",
+                "--run",
+                path_str(run),
+                "--split",
+                split,
+                "--out",
+                path_str(&dest),
+            ],
+        );
+    }
+}
+
+/// Scores of the validation predictions `preds` and of the chance baseline (`temporal baseline`)
+/// on the sample in `data`, as `temporal evaluate --json` writes them (files in `dir`).
+pub fn validation_scores_and_chance(
+    dir: &Path,
+    data: &Path,
+    preds: &Path,
+) -> (serde_json::Value, serde_json::Value) {
+    let chance = dir.join("chance");
+    run_ok(
+        "temporal",
+        &[
+            "baseline",
+            "--data",
+            path_str(data),
+            "--split",
+            "validation",
+            "--out",
+            path_str(&chance),
+        ],
+    );
+    let labels = data.join("validation_set_annotations.txt");
+    let evaluate = |name: &str, preds: &Path| {
+        let json = dir.join(format!("{name}.json"));
+        run_ok(
+            "temporal",
+            &[
+                "evaluate",
+                "--pred",
+                path_str(preds),
+                "--labels",
+                path_str(&labels),
+                "--json",
+                path_str(&json),
+            ],
+        );
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("evaluate --json"))
+            .expect("evaluate writes JSON")
+    };
+    (evaluate("model", preds), evaluate("chance", &chance))
+}
+
+/// `temporal submit --format mtl` of the test predictions `preds` for the sample in `data`;
+/// asserts one row per test-list frame, in its order, and returns the submission's path.
+pub fn submit_in_test_list_order(preds: &Path, data: &Path, out: &Path) -> PathBuf {
+    let test_list = data.join("test_set_list.txt");
+    run_ok(
+        "temporal",
+        &[
+            "submit",
+            path_str(preds),
+            "--format",
+            "mtl",
+            "--test-list",
+            path_str(&test_list),
+            "--out",
+            path_str(out),
+        ],
+    );
+    let rows = shared::abaw::read_mtl_submission(out).expect("a valid MTL submission");
+    let listed = shared::abaw::read_test_list(&test_list).expect("the sample's test list");
+    assert_eq!(
+        rows.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
+        listed,
+        "one submission row per test-list frame, in its order"
+    );
+    out.to_path_buf()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}

@@ -3,17 +3,12 @@
 //! test videos, beats the chance baseline on the AU F1, writes a valid MTL submission, and its
 //! checkpoint holds the reference module's parameter names.
 
-use shared::abaw::{read_mtl_submission, read_test_list};
 use std::collections::BTreeMap;
 use std::path::Path;
-use tests::{run_ok, synthetic_sample, workspace_root};
-
-/// A score (`f1_au`, ...) from `temporal evaluate --json`.
-fn score(json: &Path, key: &str) -> f64 {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-    v[key].as_f64().unwrap()
-}
+use tests::{
+    predict_both_splits, run_ok, submit_in_test_list_order, synthetic_sample,
+    validation_scores_and_chance, workspace_root,
+};
 
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
@@ -54,80 +49,17 @@ fn the_multirate_au_system_trains_on_segments_beats_chance_on_au_f1_and_submits(
             &s(&run),
         ],
     );
-    for split in ["validation", "test"] {
-        run_ok(
-            "temporal",
-            &[
-                "predict",
-                "--run",
-                &s(&run),
-                "--split",
-                split,
-                "--out",
-                &s(&dir.join("preds").join(split)),
-            ],
-        );
-    }
-    run_ok(
-        "temporal",
-        &[
-            "baseline",
-            "--data",
-            &s(&data),
-            "--split",
-            "validation",
-            "--out",
-            &s(&dir.join("chance")),
-        ],
-    );
-    let labels = data.join("validation_set_annotations.txt");
-    for (name, preds) in [
-        ("model", dir.join("preds/validation")),
-        ("chance", dir.join("chance")),
-    ] {
-        run_ok(
-            "temporal",
-            &[
-                "evaluate",
-                "--pred",
-                &s(&preds),
-                "--labels",
-                &s(&labels),
-                "--json",
-                &s(&dir.join(format!("{name}.json"))),
-            ],
-        );
-    }
+    predict_both_splits(&run, &dir.join("preds"));
+    let (model, chance) = validation_scores_and_chance(dir, &data, &dir.join("preds/validation"));
     let (model, chance) = (
-        score(&dir.join("model.json"), "f1_au"),
-        score(&dir.join("chance.json"), "f1_au"),
+        model["f1_au"].as_f64().unwrap(),
+        chance["f1_au"].as_f64().unwrap(),
     );
     assert!(
         model > chance + 0.1,
         "validation AU F1 {model:.3} does not beat chance {chance:.3}"
     );
-    let submission = dir.join("submission.txt");
-    let test_list = data.join("test_set_list.txt");
-    run_ok(
-        "temporal",
-        &[
-            "submit",
-            &s(&dir.join("preds/test")),
-            "--format",
-            "mtl",
-            "--test-list",
-            &s(&test_list),
-            "--out",
-            &s(&submission),
-        ],
-    );
-    let rows = read_mtl_submission(&submission).unwrap();
-    let listed = read_test_list(&test_list).unwrap();
-    assert_eq!(
-        rows.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
-        listed,
-        "one submission row per test-list frame, in its order"
-    );
+    submit_in_test_list_order(&dir.join("preds/test"), &data, &dir.join("submission.txt"));
 
     // The reference MultiRateAU's names: three pipelines, no heads.
     let names = shapes(&run.join("checkpoints/best.safetensors"));

@@ -3,16 +3,12 @@
 //! predicts the validation and test videos in one `temporal predict` (extreme frames at exactly
 //! -1 or +1), beats the chance baseline on the mean CCC and writes a valid MTL submission.
 
-use shared::abaw::{read_mtl_submission, read_predictions, read_test_list};
+use shared::abaw::read_predictions;
 use std::path::Path;
-use tests::{run, run_ok, synthetic_sample, workspace_root};
-
-/// A score (`ccc_valence`, ...) from `temporal evaluate --json`.
-fn score(json: &Path, key: &str) -> f64 {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-    v[key].as_f64().unwrap()
-}
+use tests::{
+    predict_both_splits, run, run_ok, submit_in_test_list_order, synthetic_sample,
+    validation_scores_and_chance, workspace_root,
+};
 
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
@@ -64,20 +60,7 @@ fn the_polarity_va_system_trains_in_two_stages_gates_extremes_beats_chance_on_cc
         "the last epoch trains the regressors alone: {last}"
     );
 
-    for split in ["validation", "test"] {
-        run_ok(
-            "temporal",
-            &[
-                "predict",
-                "--run",
-                &s(&run),
-                "--split",
-                split,
-                "--out",
-                &s(&dir.join("preds").join(split)),
-            ],
-        );
-    }
+    predict_both_splits(&run, &dir.join("preds"));
     // The classifiers call some validation frames extreme: exactly -1 or +1 there, and values
     // strictly inside (-1, 1) from the regressors elsewhere.
     let mut extreme = 0;
@@ -99,65 +82,16 @@ fn the_polarity_va_system_trains_in_two_stages_gates_extremes_beats_chance_on_cc
         "{extreme} gated values, {inside} regressed"
     );
 
-    run_ok(
-        "temporal",
-        &[
-            "baseline",
-            "--data",
-            &s(&data),
-            "--split",
-            "validation",
-            "--out",
-            &s(&dir.join("chance")),
-        ],
-    );
-    let labels = data.join("validation_set_annotations.txt");
-    for (name, preds) in [
-        ("model", dir.join("preds/validation")),
-        ("chance", dir.join("chance")),
-    ] {
-        run_ok(
-            "temporal",
-            &[
-                "evaluate",
-                "--pred",
-                &s(&preds),
-                "--labels",
-                &s(&labels),
-                "--json",
-                &s(&dir.join(format!("{name}.json"))),
-            ],
-        );
-    }
-    let ccc = |json: &Path| (score(json, "ccc_valence") + score(json, "ccc_arousal")) / 2.0;
-    let (model, chance) = (ccc(&dir.join("model.json")), ccc(&dir.join("chance.json")));
+    let (model, chance) = validation_scores_and_chance(dir, &data, &dir.join("preds/validation"));
+    let ccc = |r: &serde_json::Value| {
+        (r["ccc_valence"].as_f64().unwrap() + r["ccc_arousal"].as_f64().unwrap()) / 2.0
+    };
+    let (model, chance) = (ccc(&model), ccc(&chance));
     assert!(
         model > chance + 0.1,
         "validation mean CCC {model:.3} does not beat chance {chance:.3}"
     );
-
-    let submission = dir.join("submission.txt");
-    let test_list = data.join("test_set_list.txt");
-    run_ok(
-        "temporal",
-        &[
-            "submit",
-            &s(&dir.join("preds/test")),
-            "--format",
-            "mtl",
-            "--test-list",
-            &s(&test_list),
-            "--out",
-            &s(&submission),
-        ],
-    );
-    let rows = read_mtl_submission(&submission).unwrap();
-    let listed = read_test_list(&test_list).unwrap();
-    assert_eq!(
-        rows.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
-        listed,
-        "one submission row per test-list frame, in its order"
-    );
+    submit_in_test_list_order(&dir.join("preds/test"), &data, &dir.join("submission.txt"));
 }
 
 #[test]

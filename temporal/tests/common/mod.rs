@@ -1,0 +1,56 @@
+//! What the parity tests share: a fixture file written by a script of `scripts/fixtures/`
+//! (safetensors tensors plus a JSON `fixture` document in the header's metadata).
+//!
+//! What it does not: compare anything (each test file does, with its tolerance).
+
+use safetensors::SafeTensors;
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::Tensor;
+
+/// One fixture file: its tensors by name and its metadata.
+pub struct Fixture {
+    /// The file's stem (`tests/fixtures/<case>.safetensors`).
+    pub case: String,
+    /// Every tensor of the file.
+    pub tensors: BTreeMap<String, Tensor>,
+    /// The `fixture` metadata document.
+    pub doc: serde_json::Value,
+}
+
+impl Fixture {
+    /// Reads `tests/fixtures/<case>.safetensors`, checking that its document is of `format`; a
+    /// missing file says to regenerate it with `script` (under `scripts/fixtures/`).
+    pub fn read(case: &str, format: &str, script: &str) -> Fixture {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(format!("{case}.safetensors"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; regenerate with scripts/fixtures/{script}",
+                path.display()
+            )
+        });
+        let (_, header) = SafeTensors::read_metadata(&bytes).expect("fixture header");
+        let meta = header.metadata().as_ref().expect("fixture metadata");
+        let doc: serde_json::Value =
+            serde_json::from_str(&meta["fixture"]).expect("fixture metadata is JSON");
+        assert_eq!(doc["format"], format, "{case}: fixture format");
+        let tensors = Tensor::read_safetensors(&path)
+            .expect("fixture tensors")
+            .into_iter()
+            .collect();
+        Fixture {
+            case: case.to_string(),
+            tensors,
+            doc,
+        }
+    }
+
+    /// The tensor `name` (panics naming the fixture when it is missing).
+    pub fn get(&self, name: &str) -> &Tensor {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("{}: no tensor {name}", self.case))
+    }
+}

@@ -10,8 +10,6 @@
 
 mod common;
 use common::Fixture;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 use temporal::loss::{mtl_loss, LabelTensors, LossConfig, VaLoss};
 use temporal::model::config::{HeadKinds, VaHead};
@@ -25,9 +23,7 @@ impl Fixture {
     fn load(case: &str) -> Fixture {
         Fixture::read(case, FORMAT, "abaw5_fixture.py")
     }
-}
 
-impl Fixture {
     fn int(&self, key: &str) -> i64 {
         self.doc["args"][key]
             .as_i64()
@@ -38,40 +34,6 @@ impl Fixture {
         self.doc["args"][key]
             .as_f64()
             .unwrap_or_else(|| panic!("{}: args.{key}", self.case))
-    }
-
-    /// The reference state dict (`state.<name>` without the prefix) as a safetensors file.
-    fn state_dict_file(&self, dir: &Path) -> PathBuf {
-        let named: Vec<(String, Tensor)> = self
-            .tensors
-            .iter()
-            .filter_map(|(k, t)| {
-                k.strip_prefix("state.")
-                    .map(|n| (n.to_string(), t.shallow_clone()))
-            })
-            .collect();
-        let path = dir.join(format!("{}.safetensors", self.case));
-        Tensor::write_safetensors(&named, &path).expect("write the state dict");
-        path
-    }
-
-    /// The state-dict names and shapes the reference lists.
-    fn names_and_shapes(&self) -> BTreeMap<String, Vec<i64>> {
-        self.doc["state_dict"]
-            .as_array()
-            .expect("state_dict list")
-            .iter()
-            .map(|e| {
-                let name = e[0].as_str().unwrap().to_string();
-                let shape = e[1]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_i64().unwrap())
-                    .collect();
-                (name, shape)
-            })
-            .collect()
     }
 
     /// Loads the reference state dict strictly into `vs`, after checking the names and shapes.

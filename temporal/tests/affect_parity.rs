@@ -9,8 +9,7 @@
 
 mod common;
 use common::Fixture;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 use temporal::loss::{mtl_loss, wal_weights, AuLoss, LabelTensors, LossConfig, VaLoss, Weights};
 use temporal::model::anfl::{Anfl, AnflConfig};
@@ -23,43 +22,6 @@ const TOL: f64 = 1e-5;
 impl Fixture {
     fn load(case: &str) -> Fixture {
         Fixture::read(case, FORMAT, "affect_fixture.py")
-    }
-}
-
-impl Fixture {
-    /// The reference state dict (`state.<name>` without the prefix) as a safetensors file that
-    /// [`checkpoint::load_strict`] reads.
-    fn state_dict_file(&self, dir: &Path) -> PathBuf {
-        let named: Vec<(String, Tensor)> = self
-            .tensors
-            .iter()
-            .filter_map(|(k, t)| {
-                k.strip_prefix("state.")
-                    .map(|n| (n.to_string(), t.shallow_clone()))
-            })
-            .collect();
-        let path = dir.join(format!("{}.safetensors", self.case));
-        Tensor::write_safetensors(&named, &path).expect("write the state dict");
-        path
-    }
-
-    /// The state-dict names and shapes the reference lists, in its order.
-    fn names_and_shapes(&self) -> BTreeMap<String, Vec<i64>> {
-        self.doc["state_dict"]
-            .as_array()
-            .expect("state_dict list")
-            .iter()
-            .map(|e| {
-                let name = e[0].as_str().unwrap().to_string();
-                let shape = e[1]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_i64().unwrap())
-                    .collect();
-                (name, shape)
-            })
-            .collect()
     }
 
     fn loss(&self, name: &str) -> f64 {

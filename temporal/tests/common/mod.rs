@@ -3,9 +3,12 @@
 //!
 //! What it does not: compare anything (each test file does, with its tolerance).
 
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
+
 use safetensors::SafeTensors;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 /// One fixture file: its tensors by name and its metadata.
@@ -52,5 +55,40 @@ impl Fixture {
         self.tensors
             .get(name)
             .unwrap_or_else(|| panic!("{}: no tensor {name}", self.case))
+    }
+
+    /// The reference state dict (`state.<name>` without the prefix) as a safetensors file (what
+    /// `checkpoint::load_strict` reads).
+    pub fn state_dict_file(&self, dir: &Path) -> PathBuf {
+        let named: Vec<(String, Tensor)> = self
+            .tensors
+            .iter()
+            .filter_map(|(k, t)| {
+                k.strip_prefix("state.")
+                    .map(|n| (n.to_string(), t.shallow_clone()))
+            })
+            .collect();
+        let path = dir.join(format!("{}.safetensors", self.case));
+        Tensor::write_safetensors(&named, &path).expect("write the state dict");
+        path
+    }
+
+    /// The state-dict names and shapes the reference lists, in its order.
+    pub fn names_and_shapes(&self) -> BTreeMap<String, Vec<i64>> {
+        self.doc["state_dict"]
+            .as_array()
+            .expect("state_dict list")
+            .iter()
+            .map(|e| {
+                let name = e[0].as_str().unwrap().to_string();
+                let shape = e[1]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_i64().unwrap())
+                    .collect();
+                (name, shape)
+            })
+            .collect()
     }
 }

@@ -7,6 +7,8 @@
 //! The predictions are generated: a model that never says Other (class 7 at probability 0), sure
 //! of itself on frames of classes 0..6 and unsure (flat over 0..6) on frames labelled Other.
 
+mod common;
+use common::{s, temporal_err, temporal_ok};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use shared::abaw::{
@@ -15,41 +17,7 @@ use shared::abaw::{
 };
 use shared::{FrameLabels, Prediction, VideoId, N_AU, N_EXPR};
 use std::path::Path;
-use std::process::Command;
 use temporal::post::other::{decide_expression, read_other_threshold, write_marker};
-
-fn temporal(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_temporal"))
-        .args(args)
-        .output()
-        .expect("run temporal")
-}
-
-fn temporal_ok(args: &[&str]) -> String {
-    let out = temporal(args);
-    assert!(
-        out.status.success(),
-        "temporal {} failed:\n{}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn temporal_err(args: &[&str]) -> String {
-    let out = temporal(args);
-    assert!(
-        !out.status.success(),
-        "temporal {} succeeded",
-        args.join(" ")
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Labels and the predictions of a `drop_other` model: 3 videos of 80 frames, classes drawn
 /// every 10 frames, a quarter of them Other.

@@ -2,6 +2,8 @@
 //! of prediction folders, on hand-made series (values computed by hand in the comments) and on
 //! generated data (noisy predictions of known labels), through the library and the binary.
 
+mod common;
+use common::{s, temporal_err, temporal_ok};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use shared::abaw::{
@@ -15,7 +17,6 @@ use shared::{Decision, FrameLabels, Prediction, VideoId, N_AU, N_EXPR};
 use std::collections::BTreeMap;
 use std::f32::consts::TAU;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use temporal::post::ensemble::{
     check_coverage, mean_prediction, vote_ensemble, vote_prediction, EnsembleFile, VOTE_MARGIN,
 };
@@ -49,39 +50,6 @@ fn close(got: f32, want: f64, what: &str) {
         (f64::from(got) - want).abs() < 1e-6,
         "{what}: got {got}, want {want}"
     );
-}
-
-fn temporal(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_temporal"))
-        .args(args)
-        .output()
-        .expect("run temporal")
-}
-
-fn temporal_ok(args: &[&str]) -> String {
-    let out = temporal(args);
-    assert!(
-        out.status.success(),
-        "temporal {} failed:\n{}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn temporal_err(args: &[&str]) -> String {
-    let out = temporal(args);
-    assert!(
-        !out.status.success(),
-        "temporal {} succeeded",
-        args.join(" ")
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn write_set(dir: &Path, set: &PredictionSet) {

@@ -1,5 +1,6 @@
-//! What the parity tests share: a fixture file written by a script of `scripts/fixtures/`
-//! (safetensors tensors plus a JSON `fixture` document in the header's metadata).
+//! What the integration tests share: a fixture file written by a script of `scripts/fixtures/`
+//! (safetensors tensors plus a JSON `fixture` document in the header's metadata), and running
+//! the `temporal` binary.
 //!
 //! What it does not: compare anything (each test file does, with its tolerance).
 
@@ -91,4 +92,41 @@ impl Fixture {
             })
             .collect()
     }
+}
+
+/// Runs the `temporal` binary of this build with `args`.
+pub fn temporal(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_temporal"))
+        .args(args)
+        .output()
+        .expect("run temporal")
+}
+
+/// Runs `temporal` and returns its stdout; panics with its output when it fails.
+pub fn temporal_ok(args: &[&str]) -> String {
+    let out = temporal(args);
+    assert!(
+        out.status.success(),
+        "temporal {} failed:\n{}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `temporal` expecting a failure and returns its stderr.
+pub fn temporal_err(args: &[&str]) -> String {
+    let out = temporal(args);
+    assert!(
+        !out.status.success(),
+        "temporal {} succeeded",
+        args.join(" ")
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A path as the `&str` a command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
 }

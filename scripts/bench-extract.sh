@@ -6,7 +6,9 @@
 # forward-only pass, after its warm-up), `extractor extract` into a fresh folder (pipeline fps as
 # it logs it), and `extractor bench` (forward-only fps on a random pre-decoded batch, after one
 # warm-up pass). Interleaving the rounds makes host contention, which comes and goes, hit both
-# sides alike. Prints one table of medians with the ratios the issue sets targets for: pipeline
+# sides alike. Peak RSS: of the `extractor extract` process (scripts/peak_rss.py) and of the
+# peer's main process as it reports it (its pipeline and forward-only passes; its one DataLoader
+# worker process is not counted). Prints one table of medians with the ratios the issue sets targets for: pipeline
 # >= 0.95 x our forward-only and >= 1.0 x the peer's pipeline. It is a benchmark, not a test: it
 # never fails on a missed target.
 #
@@ -82,7 +84,7 @@ for spec in $MODELS; do
     say "$model round $r/$REPS: ours, pipeline (extractor extract --videos $videos)"
     rm -rf "$OUT/cache"
     log=$OUT/extract-$model-$r.log
-    RUST_LOG=info "$EXTRACTOR" extract --config /dev/null/none --data "$FRAMES" \
+    RUST_LOG=info python3 scripts/peak_rss.py "$OUT/rss" -- "$EXTRACTOR" extract --config /dev/null/none --data "$FRAMES" \
       --backbone "$model" --batch-size "$BATCH" --threads "$THREADS" --device cpu \
       --videos "$videos" --out "$OUT/cache" >"$log" 2>&1 ||
       { say "extractor extract failed; see $log"; cat "$log" >&2; exit 1; }
@@ -98,8 +100,8 @@ for spec in $MODELS; do
     ours_fwd=$("$EXTRACTOR" bench --config /dev/null/none --backbone "$model" \
       --batch-size "$BATCH" --reps 1 --threads "$THREADS" --device cpu 2>/dev/null)
 
-    printf '{"model":"%s","frames":%s,"round":%s,"ours_pipeline_fps":%s,"ours_pipeline_cold_fps":%s,"ours_forward":%s,"peer":%s}\n' \
-      "$model" "$n" "$r" "$fps" "$all_fps" "$ours_fwd" "$peer_json" >>"$RESULTS"
+    printf '{"model":"%s","frames":%s,"round":%s,"ours_pipeline_fps":%s,"ours_pipeline_cold_fps":%s,"ours_peak_rss_mb":%s,"ours_forward":%s,"peer":%s}\n' \
+      "$model" "$n" "$r" "$fps" "$all_fps" "$(cat "$OUT/rss")" "$ours_fwd" "$peer_json" >>"$RESULTS"
   done
 done
 

@@ -24,6 +24,11 @@
 #   ROUNDS=2           runs of each side per configuration, alternating who goes first
 #   CONFIGS="gru/basic system/anfl-512 ..."   a subset (default: all 14)
 #   PEERS=../shared/peers   OUT=out/bench-temporal   SKIP_BUILD=1 (use the existing release build)
+#   PHASES=1           the temporal reference's peer runs through scripts/bench/torch_temporal_phases.py,
+#                      which times its phases too; the table is then followed by a per-phase table
+#                      (gather, forward, loss, backward, update; inference gather, forward, outputs:
+#                      ms per step of each side). `temporal bench` and torch_frame_ref.py always
+#                      report their phases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +64,7 @@ default_steps() {
 }
 
 PEER="$PEERS/torch_temporal_ref.py"
+PHASE_PEER=scripts/bench/torch_temporal_phases.py
 FRAME_PEER=scripts/bench/torch_frame_ref.py
 MULTIRATE_PEER=scripts/bench/torch_multirate_ref.py
 for c in $CONFIGS; do
@@ -112,6 +118,9 @@ run_one() { # who config steps round
   echo "bench-temporal: round $r/$ROUNDS, $c, $steps steps per pass: $who" >&2
   local cmd=("$TEMPORAL" bench)
   [ "$who" = peer ] && cmd=("$PY" "$peer")
+  if [ "$who" = peer ] && [ "$arch" != system ] && [ -n "${PHASES:-}" ]; then
+    cmd=("$PY" "$PHASE_PEER" --peer "$PEER")
+  fi
   if ! "${cmd[@]}" "${args[@]}" >"$base.json" 2>"$base.log"; then
     echo "bench-temporal: $who failed on $c; see $base.log" >&2
     rm -f "$base.json"

@@ -27,6 +27,13 @@ Prints on stdout: one line naming the CPU (scripts/cpu_info.py: the "model name"
 line, then the Markdown table (header, separator, one row per CONFIG). bench-temporal.sh tees it
 to OUT/table.md.
 
+When the reports of both sides give `train_phases_ms` / `infer_phases_ms` (`temporal bench`
+always; the peers' `torch_frame_ref.py` always, the temporal reference with PHASES=1 through
+scripts/bench/torch_temporal_phases.py), a second table follows: for each configuration and
+phase (training: gather, forward, loss, backward, update; inference: gather, forward, outputs)
+the median over rounds of each side's mean milliseconds per step, the ratio peer / ours (> 1:
+ours is faster in that phase) and the phase's share of the peer's step.
+
 Exit status: 0; 1 (with Python's traceback on stderr) when OUT is not given or cannot be listed,
 a CONFIG has no "/", a report file is empty, not JSON or lacks a key, or a median is zero.
 
@@ -120,3 +127,38 @@ print("| " + " | ".join(head) + " |")
 print("|" + "|".join("---" for _ in head) + "|")
 for r in rows:
     print("| " + " | ".join(r) + " |")
+
+TRAIN_PHASES = ("gather", "forward", "loss", "backward", "update")
+INFER_PHASES = ("gather", "forward", "outputs")
+
+
+def phase_ms(runs, key, phase):
+    v = [r[f"{key}_phases_ms"].get(phase, 0.0) for r in runs if r.get(f"{key}_phases_ms")]
+    return median(v) if v else None
+
+
+phase_rows = []
+for c in configs:
+    arch, topology = c.split("/", 1)
+    name = f"{arch}-{topology}"
+    ours, peer = load(name, "ours"), load(name, "peer")
+    for key, phases in (("train", TRAIN_PHASES), ("infer", INFER_PHASES)):
+        if not any(r.get(f"{key}_phases_ms") for r in peer) or not ours:
+            continue
+        peer_total = sum(phase_ms(peer, key, p) or 0.0 for p in phases)
+        for p in phases:
+            a, b = phase_ms(ours, key, p), phase_ms(peer, key, p)
+            if a is None or b is None or (a == 0.0 and b == 0.0):
+                continue
+            r = f"{b / a:.2f}" if a > 0 else "–"
+            share = f"{100 * b / peer_total:.0f} %" if peer_total > 0 else "–"
+            phase_rows.append([label(arch, topology, ours + peer), key, p,
+                               f"{a:.1f}", f"{b:.1f}", r, share])
+if phase_rows:
+    head = ["configuration", "pass", "phase", "ours ms/step", "peer ms/step",
+            "peer / ours", "share of the peer's step"]
+    print()
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
+    for r in phase_rows:
+        print("| " + " | ".join(r) + " |")

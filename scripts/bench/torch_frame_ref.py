@@ -32,7 +32,10 @@ and times training and inference on synthetic in-memory data exactly as `tempora
            frames/s = real frames / seconds of the pass.
 
 Prints one JSON object on stdout with the keys of `temporal bench` (train_epochs, infer_epochs,
-medians, min/max, peak_rss_mb, ...).
+medians, min/max, peak_rss_mb, train_phases_ms / infer_phases_ms: the mean milliseconds per
+timed step of gather, forward, loss, backward, update (zero_grad, SAM's ascent, clipping, the
+step) and of gather, forward, outputs, with the boundaries of `temporal bench`; see
+scripts/bench/phases.py).
 
 Exit status: 0; 1 with a message on stderr for a config this peer does not build (another
 encoder, heads or tasks; frozen parts).
@@ -55,6 +58,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 import affect_refs as refs  # noqa: E402
+from phases import Phases  # noqa: E402
 
 N_AU, N_EXPR = refs.N_AU, refs.N_EXPR
 PRED_COLS = 2 + N_EXPR + N_AU
@@ -282,13 +286,21 @@ def set_bn_momentum(model, saved=None):
         m.momentum = mom
 
 
-def train_step(model, opt, loss_fn, data, idx, sam_rho, clip):
+def train_step(model, opt, loss_fn, data, idx, sam_rho, clip, ph):
+    ph.start()
     x = data.feats.index_select(0, idx)
     va, expr, au = data.va[idx], data.expr[idx], data.au[idx]
     params = [p for p in model.parameters() if p.requires_grad]
+    ph.lap("gather")
     opt.zero_grad(set_to_none=True)
-    loss = loss_fn(model(x), va, expr, au)
+    ph.lap("update")
+    out = model(x)
+    ph.lap("forward")
+    loss = loss_fn(out, va, expr, au)
+    value = loss.item()
+    ph.lap("loss")
     loss.backward()
+    ph.lap("backward")
     if sam_rho > 0:
         with torch.no_grad():
             grads = [p for p in params if p.grad is not None]
@@ -299,17 +311,26 @@ def train_step(model, opt, loss_fn, data, idx, sam_rho, clip):
                 p.add_(p.grad * scale)
         opt.zero_grad(set_to_none=True)
         saved = set_bn_momentum(model)
-        loss_fn(model(x), va, expr, au).backward()
+        ph.lap("update")
+        out = model(x)
+        ph.lap("forward")
+        second = loss_fn(out, va, expr, au)
+        second.item()
+        ph.lap("loss")
+        second.backward()
+        ph.lap("backward")
         set_bn_momentum(model, saved)
         with torch.no_grad():
             for p, o in zip(grads, old):
                 p.data = o
     torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
-    return loss.item()
+    ph.lap("update")
+    ph.step_done()
+    return value
 
 
-def train_pass(model, opt, loss_fn, data, batch, seed, max_steps, sam_rho, clip):
+def train_pass(model, opt, loss_fn, data, batch, seed, max_steps, sam_rho, clip, ph):
     model.train()
     perm = torch.randperm(data.n, generator=torch.Generator().manual_seed(seed))
     steps = min(-(-data.n // batch), max_steps)
@@ -317,12 +338,12 @@ def train_pass(model, opt, loss_fn, data, batch, seed, max_steps, sam_rho, clip)
     t0 = time.perf_counter()
     for t in range(steps):
         idx = perm[t * batch:(t + 1) * batch]
-        train_step(model, opt, loss_fn, data, idx, sam_rho, clip)
+        train_step(model, opt, loss_fn, data, idx, sam_rho, clip, ph)
         frames += idx.numel()
     return frames, time.perf_counter() - t0, steps
 
 
-def infer_pass(model, data, batch, max_steps):
+def infer_pass(model, data, batch, max_steps, ph):
     model.eval()
     rows = torch.zeros(data.n, PRED_COLS)
     steps = min(-(-data.n // batch), max_steps)
@@ -330,9 +351,15 @@ def infer_pass(model, data, batch, max_steps):
     t0 = time.perf_counter()
     with torch.inference_mode():
         for t in range(steps):
+            ph.start()
             idx = torch.arange(t * batch, min((t + 1) * batch, data.n))
-            out = model(data.feats.index_select(0, idx))
+            x = data.feats.index_select(0, idx)
+            ph.lap("gather")
+            out = model(x)
+            ph.lap("forward")
             rows.index_copy_(0, idx, probabilities(model, out))
+            ph.lap("outputs")
+            ph.step_done()
             frames += idx.numel()
     return frames, time.perf_counter() - t0, steps
 
@@ -376,18 +403,20 @@ def main():
     opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     loss_fn = Loss(cfg, data, model.au_probabilities)
 
-    train_pass(model, opt, loss_fn, data, batch, 10_000, args.warmup_steps, cfg["sam_rho"], clip)
+    train_pass(model, opt, loss_fn, data, batch, 10_000, args.warmup_steps, cfg["sam_rho"], clip,
+               Phases())
+    train_ph, infer_ph = Phases(), Phases()
     train = []
     for ep in range(args.epochs):
         torch.manual_seed(args.seed + ep)
         frames, dt, steps = train_pass(model, opt, loss_fn, data, batch, args.seed + ep,
-                                       max_steps, cfg["sam_rho"], clip)
+                                       max_steps, cfg["sam_rho"], clip, train_ph)
         train.append({"frames": frames, "steps": steps, "seconds": round(dt, 3),
                       "fps": round(frames / dt, 1)})
-    infer_pass(model, data, infer_batch, 2)
+    infer_pass(model, data, infer_batch, 2, Phases())
     infer = []
     for _ in range(args.infer_reps):
-        frames, dt, steps = infer_pass(model, data, infer_batch, max_steps)
+        frames, dt, steps = infer_pass(model, data, infer_batch, max_steps, infer_ph)
         infer.append({"frames": frames, "steps": steps, "seconds": round(dt, 3),
                       "fps": round(frames / dt, 1)})
 
@@ -419,6 +448,8 @@ def main():
         "infer_fps": round(statistics.median(fps(infer)), 1),
         "infer_fps_min_max": [min(fps(infer)), max(fps(infer))],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "train_phases_ms": train_ph.mean_ms(),
+        "infer_phases_ms": infer_ph.mean_ms(),
     }
     print(json.dumps(out))
 

@@ -12,7 +12,11 @@
 //! loss, backward, clip, optimizer (twice forward and backward with SAM);
 //! [`crate::step::infer_step`]: gather, carry, forward, probabilities into rows). Frames/s is
 //! the number of real frames over the seconds of a pass; the JSON object printed on stdout gives
-//! every pass, the median, min and max, and the peak resident memory (`VmHWM`).
+//! every pass, the median, min and max, the peak resident memory (`VmHWM`), and the mean
+//! milliseconds per timed step of each phase of a step ([`crate::step::Phases`]:
+//! `train_phases_ms` gather / forward / loss / backward / update, `infer_phases_ms` gather /
+//! forward / outputs), the numbers `scripts/bench-temporal.sh` with `PHASES=1` sets beside the
+//! peer's own.
 //!
 //! Two ways to choose the model ([`BenchSetup::from_args`]):
 //! - without `--system`: the temporal reference (`--arch` x `--topology`, the reference's
@@ -41,7 +45,7 @@ use crate::loss::LossConfig;
 use crate::model::kernels::choice::{self, Decision, KernelPolicy};
 use crate::model::{Arch, Config, HeadTask, States, TemporalMtl, Topology};
 use crate::optim::{OptimConfig, Optimizer};
-use crate::step::{infer_step, train_step};
+use crate::step::{infer_step_phased, train_step, Phases};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rand::{Rng, SeedableRng};
@@ -376,6 +380,36 @@ pub struct BenchReport {
     pub peak_rss_mb: Option<f64>,
     /// The recurrent inference kernel of each layer shape and why (empty without GRU/LSTM).
     pub kernels: BTreeMap<String, Decision>,
+    /// Mean milliseconds per timed training step in each phase (gather, forward, loss,
+    /// backward, update).
+    pub train_phases_ms: BTreeMap<String, f64>,
+    /// Mean milliseconds per timed inference step in each phase (gather, forward, outputs).
+    pub infer_phases_ms: BTreeMap<String, f64>,
+}
+
+/// The phases of many steps added up, for their mean per step.
+#[derive(Debug, Default)]
+struct PhaseTotals {
+    seconds: BTreeMap<String, f64>,
+    steps: usize,
+}
+
+impl PhaseTotals {
+    fn add(&mut self, phases: &Phases) {
+        for (name, s) in phases.iter() {
+            *self.seconds.entry(name.to_string()).or_default() += s;
+        }
+        self.steps += 1;
+    }
+
+    /// Milliseconds per step of each phase (2 decimals).
+    fn mean_ms(&self) -> BTreeMap<String, f64> {
+        let steps = self.steps.max(1) as f64;
+        self.seconds
+            .iter()
+            .map(|(name, s)| (name.clone(), round_to(s * 1000.0 / steps, 2)))
+            .collect()
+    }
 }
 
 /// Run the command: print the report as one JSON line on stdout.
@@ -432,34 +466,38 @@ pub fn bench(args: &BenchArgs, setup: &BenchSetup) -> Result<BenchReport> {
     loss_cfg.resolve_auto(&data.labels);
     let spans: Vec<(usize, usize)> = data.videos.iter().map(|v| (v.start, v.len())).collect();
 
-    let train_pass =
-        |opt: &mut Optimizer, plan: &StreamPlan, max: usize| -> Result<(usize, usize)> {
-            let mut states: Option<States> = None;
-            let mut frames = 0;
-            let steps = plan.n_steps().min(max);
-            for t in 0..steps {
-                let t0 = Instant::now();
-                let s = train_step(
-                    &model,
-                    opt,
-                    &data,
-                    &plan.step(t, device),
-                    states.as_ref(),
-                    &loss_cfg,
-                    setup.clip,
-                )
-                .with_context(|| format!("training step {} of the benchmark", t + 1))?;
-                frames += s.frames;
-                states = Some(s.states);
-                tracing::debug!(
-                    "training step {}: {:.3} s",
-                    t + 1,
-                    t0.elapsed().as_secs_f64()
-                );
-            }
-            Ok((frames, steps))
-        };
-    let infer_pass = |plan: &StreamPlan, max: usize| -> (usize, usize) {
+    let train_pass = |opt: &mut Optimizer,
+                      plan: &StreamPlan,
+                      max: usize,
+                      phases: &mut PhaseTotals|
+     -> Result<(usize, usize)> {
+        let mut states: Option<States> = None;
+        let mut frames = 0;
+        let steps = plan.n_steps().min(max);
+        for t in 0..steps {
+            let t0 = Instant::now();
+            let s = train_step(
+                &model,
+                opt,
+                &data,
+                &plan.step(t, device),
+                states.as_ref(),
+                &loss_cfg,
+                setup.clip,
+            )
+            .with_context(|| format!("training step {} of the benchmark", t + 1))?;
+            frames += s.frames;
+            phases.add(&s.phases);
+            states = Some(s.states);
+            tracing::debug!(
+                "training step {}: {:.3} s",
+                t + 1,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Ok((frames, steps))
+    };
+    let infer_pass = |plan: &StreamPlan, max: usize, phases: &mut PhaseTotals| -> (usize, usize) {
         // As `infer_rows`: every row of the split gets its outputs.
         let mut rows = Tensor::zeros(
             [data.n_rows() as i64, crate::infer::PRED_COLS],
@@ -470,7 +508,9 @@ pub fn bench(args: &BenchArgs, setup: &BenchSetup) -> Result<BenchReport> {
         let steps = plan.n_steps().min(max);
         for t in 0..steps {
             let step = plan.step(t, device);
-            states = Some(infer_step(&model, &data, &step, states.as_ref(), &mut rows));
+            let (next, p) = infer_step_phased(&model, &data, &step, states.as_ref(), &mut rows);
+            states = Some(next);
+            phases.add(&p);
             frames += crate::step::step_frames(&step);
         }
         (frames, steps)
@@ -483,7 +523,13 @@ pub fn bench(args: &BenchArgs, setup: &BenchSetup) -> Result<BenchReport> {
     };
 
     // Warm-up, untimed, as the peer: a plan of its own (seed 10 000) for the training steps.
-    train_pass(&mut opt, &train_plan(10_000), args.warmup_steps)?;
+    train_pass(
+        &mut opt,
+        &train_plan(10_000),
+        args.warmup_steps,
+        &mut PhaseTotals::default(),
+    )?;
+    let (mut train_phases, mut infer_phases) = (PhaseTotals::default(), PhaseTotals::default());
 
     let max = args.max_steps.unwrap_or(usize::MAX);
     let mut train_epochs = Vec::with_capacity(args.epochs);
@@ -492,7 +538,7 @@ pub fn bench(args: &BenchArgs, setup: &BenchSetup) -> Result<BenchReport> {
         tch::manual_seed(seed as i64);
         let plan = train_plan(seed);
         let t0 = Instant::now();
-        let (frames, steps) = train_pass(&mut opt, &plan, max)?;
+        let (frames, steps) = train_pass(&mut opt, &plan, max, &mut train_phases)?;
         let pass = Pass::new(frames, steps, t0.elapsed().as_secs_f64());
         tracing::info!("train pass {}: {} frames/s", epoch + 1, pass.fps);
         train_epochs.push(pass);
@@ -513,11 +559,11 @@ pub fn bench(args: &BenchArgs, setup: &BenchSetup) -> Result<BenchReport> {
             (in_order_frames(&spans, infer_batch), 1, batch, infer_batch)
         }
     };
-    infer_pass(&plan, 2);
+    infer_pass(&plan, 2, &mut PhaseTotals::default());
     let mut infer_epochs = Vec::with_capacity(args.infer_reps);
     for rep in 0..args.infer_reps {
         let t0 = Instant::now();
-        let (frames, steps) = infer_pass(&plan, max);
+        let (frames, steps) = infer_pass(&plan, max, &mut infer_phases);
         let pass = Pass::new(frames, steps, t0.elapsed().as_secs_f64());
         tracing::info!("inference pass {}: {} frames/s", rep + 1, pass.fps);
         infer_epochs.push(pass);
@@ -568,6 +614,8 @@ pub fn bench(args: &BenchArgs, setup: &BenchSetup) -> Result<BenchReport> {
         infer_fps_min_max,
         peak_rss_mb,
         kernels: choice::decisions(),
+        train_phases_ms: train_phases.mean_ms(),
+        infer_phases_ms: infer_phases.mean_ms(),
     })
 }
 
@@ -854,6 +902,52 @@ mod tests {
             "params",
         ] {
             assert!(json.get(key).is_some(), "{key}");
+        }
+    }
+
+    /// The phases of a step are timed inside it: each is reported, none is negative, and per
+    /// step they add up to no more than the timed passes took.
+    #[test]
+    fn the_report_gives_each_phase_of_a_step_in_milliseconds() {
+        tch::set_num_threads(1);
+        let args = BenchArgs {
+            arch: Arch::Gru,
+            topology: Topology::ShareBottom,
+            epochs: 2,
+            threads: 1,
+            videos: 4,
+            frames: 40,
+            dim: 6,
+            seg_len: Some(10),
+            batch: Some(2),
+            infer_batch: Some(2),
+            infer_reps: 2,
+            ..BenchArgs::default()
+        };
+        let mut setup = BenchSetup::from_args(&args).unwrap();
+        setup.model.hidden = 8;
+        let r = bench(&args, &setup).unwrap();
+        let names = |m: &BTreeMap<String, f64>| m.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            names(&r.train_phases_ms),
+            ["backward", "forward", "gather", "loss", "update"]
+        );
+        assert_eq!(names(&r.infer_phases_ms), ["forward", "gather", "outputs"]);
+        let per_step_ms = |passes: &[Pass]| {
+            let (s, n) = passes
+                .iter()
+                .fold((0.0, 0), |(s, n), p| (s + p.seconds, n + p.steps));
+            s * 1000.0 / n as f64
+        };
+        for (phases, passes) in [
+            (&r.train_phases_ms, &r.train_epochs),
+            (&r.infer_phases_ms, &r.infer_epochs),
+        ] {
+            assert!(phases.values().all(|ms| *ms >= 0.0), "{phases:?}");
+            assert!(phases["forward"] > 0.0, "{phases:?}");
+            let sum: f64 = phases.values().sum();
+            // Rounding: 2 decimals per phase, 3 decimals of seconds per pass.
+            assert!(sum <= per_step_ms(passes) + 0.1, "{phases:?} {passes:?}");
         }
     }
 

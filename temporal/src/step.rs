@@ -9,6 +9,11 @@
 //!
 //! [`gather`] / [`gather_features`] take a step's rows out of the split tensors and
 //! [`to_probabilities`] turns the model's outputs into the `PRED_COLS` columns of a prediction.
+//! Every step also reports the wall-clock time of its phases ([`Phases`]: gather, forward, loss,
+//! backward, update; inference: gather, forward, outputs), which `temporal bench` averages so
+//! that a speed ratio can be explained phase by phase. On the CPU, libtorch runs each operation
+//! before returning, so a phase's time is its own; on CUDA a phase may also wait for kernels
+//! queued by the previous one.
 //!
 //! What it does not: plan the streams ([`crate::data::streams::StreamPlan`]), loop over steps or
 //! epochs, log, checkpoint, or decide what to do with a non-finite loss (the caller names the
@@ -21,7 +26,42 @@ use crate::model::{Outputs, States, TemporalMtl};
 use crate::optim::{Optimizer, Pass};
 use shared::{N_AU, N_EXPR};
 use std::collections::BTreeMap;
+use std::time::Instant;
 use tch::{Kind, Tensor};
+
+/// Wall-clock seconds one step spent in each of its phases, in the order they first ran
+/// (a phase that runs twice, as forward and backward with SAM, adds up).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Phases(Vec<(&'static str, f64)>);
+
+impl Phases {
+    /// Adds `seconds` to `phase`.
+    pub fn add(&mut self, phase: &'static str, seconds: f64) {
+        match self.0.iter_mut().find(|(name, _)| *name == phase) {
+            Some((_, total)) => *total += seconds,
+            None => self.0.push((phase, seconds)),
+        }
+    }
+
+    /// Adds the seconds since `*since` to `phase` and moves `*since` to now.
+    pub fn lap(&mut self, phase: &'static str, since: &mut Instant) {
+        let now = Instant::now();
+        self.add(phase, (now - *since).as_secs_f64());
+        *since = now;
+    }
+
+    /// Each phase and its seconds, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// Seconds of `phase` (0 if it did not run).
+    pub fn get(&self, phase: &str) -> f64 {
+        self.iter()
+            .find(|(name, _)| *name == phase)
+            .map_or(0.0, |(_, s)| s)
+    }
+}
 
 /// Columns of a per-row prediction: valence, arousal, 8 expression and 12 AU probabilities.
 pub const PRED_COLS: i64 = (2 + N_EXPR + N_AU) as i64;
@@ -108,6 +148,9 @@ pub struct TrainStep {
     pub frames: usize,
     /// The final recurrent states (still attached; [`States::carry`] detaches them next step).
     pub states: States,
+    /// Seconds in `gather`, `forward`, `loss`, `backward` (each pass of SAM added up) and
+    /// `update` (SAM's ascent, clipping and the optimizer's step).
+    pub phases: Phases,
 }
 
 /// The loss was NaN or infinite: the weights were left as they were (no backward, no update).
@@ -140,29 +183,41 @@ pub fn train_step(
     loss_cfg: &LossConfig,
     clip: f64,
 ) -> Result<TrainStep, NonFiniteLoss> {
+    let mut phases = Phases::default();
+    let mut clock = Instant::now();
     let (x, labels) = gather(data, step);
     let carried = prev.map(|s| s.carry(&step.reset.logical_not()));
     let pad = step.valid.logical_not();
+    phases.lap("gather", &mut clock);
     let mut first: Option<(BTreeMap<String, f64>, States)> = None;
+    let mut in_passes = 0.0;
     let loss = opt.update(clip, |pass| {
+        let mut t = Instant::now();
+        let started = t;
         let (mut out, states) = model.forward_t(&x, Some(&pad), carried.as_ref(), true);
+        phases.lap("forward", &mut t);
         let (loss, parts) = mtl_loss(&out, &labels, &step.valid, loss_cfg);
         let value = loss.double_value(&[]);
+        phases.lap("loss", &mut t);
         if !value.is_finite() {
             return Err(NonFiniteLoss { value });
         }
         out.backward(&loss);
+        phases.lap("backward", &mut t);
+        in_passes += started.elapsed().as_secs_f64();
         if pass == Pass::Weights {
             first = Some((parts, states));
         }
         Ok(value)
     })?;
+    phases.add("update", clock.elapsed().as_secs_f64() - in_passes);
     let (parts, states) = first.expect("the first pass ran");
     Ok(TrainStep {
         loss,
         parts,
         frames: step_frames(step),
         states,
+        phases,
     })
 }
 
@@ -177,16 +232,33 @@ pub fn infer_step(
     prev: Option<&States>,
     rows: &mut Tensor,
 ) -> States {
+    infer_step_phased(model, data, step, prev, rows).0
+}
+
+/// [`infer_step`], also returning the seconds of its phases: `gather` (features and the carried
+/// state), `forward` and `outputs` (probabilities written to their rows).
+pub fn infer_step_phased(
+    model: &TemporalMtl,
+    data: &SplitData,
+    step: &Step,
+    prev: Option<&States>,
+    rows: &mut Tensor,
+) -> (States, Phases) {
     tch::no_grad(|| {
+        let mut phases = Phases::default();
+        let mut clock = Instant::now();
         let x = gather_features(data, step);
         let carried = prev.map(|s| s.carry(&step.reset.logical_not()));
         let pad = step.valid.logical_not();
+        phases.lap("gather", &mut clock);
         let (out, states) = model.forward_t(&x, Some(&pad), carried.as_ref(), false);
+        phases.lap("forward", &mut clock);
         let probs = to_probabilities(&out).view([-1, PRED_COLS]);
         let keep = step.valid.view([-1]).nonzero().squeeze_dim(1);
         let targets = step.index.view([-1]).index_select(0, &keep);
         let _ = rows.index_copy_(0, &targets, &probs.index_select(0, &keep));
-        states
+        phases.lap("outputs", &mut clock);
+        (states, phases)
     })
 }
 

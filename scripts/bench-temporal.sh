@@ -29,6 +29,11 @@
 #                      (gather, forward, loss, backward, update; inference gather, forward, outputs:
 #                      ms per step of each side). `temporal bench` and torch_frame_ref.py always
 #                      report their phases.
+#   KERNELS=1          after the timed rounds, one traced run of each side per configuration (one
+#                      timed step, MKL_VERBOSE=1 ONEDNN_VERBOSE=1) and a table per configuration of
+#                      the MKL and oneDNN kernels both sides called, ms per call
+#                      (scripts/bench/kernel_share.py): where a ratio stays near 1, which kernels
+#                      both sides spend the step in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,26 +107,33 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 failed=0
-run_one() { # who config steps round
-  local who=$1 c=$2 steps=$3 r=$4 arch=${2%%/*} topology=${2#*/}
-  local base="$OUT/$arch-$topology.$who.$r"
-  local args=(--threads "$THREADS" --max-steps "$steps" --epochs "$EPOCHS" --infer-reps "$INFER_REPS")
+# The command line of one side on one configuration, into the global CMD (steps timed per pass,
+# timed training passes, timed inference passes).
+bench_cmd() { # who config steps epochs infer_reps
+  local who=$1 c=$2 arch=${2%%/*} topology=${2#*/}
+  local args=(--threads "$THREADS" --max-steps "$3" --epochs "$4" --infer-reps "$5")
   local peer=$PEER
   if [ "$arch" = system ]; then
-    parse_system "$c" || { failed=1; return; }
+    parse_system "$c" || return 1
     args+=(--system "$SYS_FILE" --dim "$SYS_DIM" --tokens "$SYS_TOKENS" "${SYS_DATA[@]}")
     peer=$FRAME_PEER
     if grep -Eq '^arch *= *"multirate"' "$SYS_FILE"; then peer=$MULTIRATE_PEER; fi
   else
     args+=(--arch "$arch" --topology "$topology")
   fi
-  echo "bench-temporal: round $r/$ROUNDS, $c, $steps steps per pass: $who" >&2
-  local cmd=("$TEMPORAL" bench)
-  [ "$who" = peer ] && cmd=("$PY" "$peer")
+  CMD=("$TEMPORAL" bench)
+  [ "$who" = peer ] && CMD=("$PY" "$peer")
   if [ "$who" = peer ] && [ "$arch" != system ] && [ -n "${PHASES:-}" ]; then
-    cmd=("$PY" "$PHASE_PEER" --peer "$PEER")
+    CMD=("$PY" "$PHASE_PEER" --peer "$PEER")
   fi
-  if ! "${cmd[@]}" "${args[@]}" >"$base.json" 2>"$base.log"; then
+  CMD+=("${args[@]}")
+}
+run_one() { # who config steps round
+  local who=$1 c=$2 steps=$3 r=$4 arch=${2%%/*} topology=${2#*/}
+  local base="$OUT/$arch-$topology.$who.$r"
+  bench_cmd "$who" "$c" "$steps" "$EPOCHS" "$INFER_REPS" || { failed=1; return; }
+  echo "bench-temporal: round $r/$ROUNDS, $c, $steps steps per pass: $who" >&2
+  if ! "${CMD[@]}" >"$base.json" 2>"$base.log"; then
     echo "bench-temporal: $who failed on $c; see $base.log" >&2
     rm -f "$base.json"
     failed=1
@@ -139,6 +151,25 @@ for r in $(seq 1 "$ROUNDS"); do
     fi
   done
 done
+
+# KERNELS=1: one traced run per side (MKL and oneDNN print every call with its time on stdout).
+if [ -n "${KERNELS:-}" ]; then
+  rm -f "$OUT"/*.trace "$OUT"/kernels.md
+  for c in $CONFIGS; do
+    name="${c%%/*}-${c#*/}"
+    for who in ours peer; do
+      echo "bench-temporal: kernel trace of $c: $who (MKL_VERBOSE, ONEDNN_VERBOSE; 1 step)" >&2
+      bench_cmd "$who" "$c" 1 1 1 || { failed=1; continue; }
+      MKL_VERBOSE=1 ONEDNN_VERBOSE=1 "${CMD[@]}" >"$OUT/$name.$who.trace" 2>&1 ||
+        { echo "bench-temporal: traced $who failed on $c; see $OUT/$name.$who.trace" >&2; failed=1; }
+    done
+    { echo "Kernels of $c (traced run: 1 timed training step and 1 inference step per pass, warm-ups included):"
+      echo
+      "$PY" scripts/bench/kernel_share.py "$OUT/$name.ours.trace" "$OUT/$name.peer.trace"
+      echo; } >>"$OUT/kernels.md"
+  done
+  cat "$OUT/kernels.md"
+fi
 
 BENCH_LOAD_START="$LOAD_START" BENCH_THREADS="$THREADS" \
   "$PY" scripts/bench_temporal_table.py "$OUT" $CONFIGS | tee "$OUT/table.md"

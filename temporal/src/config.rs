@@ -94,6 +94,9 @@ pub struct TrainConfig {
     pub polarity_epochs: usize,
     /// k-fold by video: validate on fold K of N instead of the official validation set.
     pub fold: Option<crate::data::folds::Fold>,
+    /// How the training videos are dealt into the folds of `fold`: `round-robin` by id or
+    /// `frames` (folds of similar frame counts).
+    pub fold_scheme: crate::data::folds::FoldRule,
 }
 
 impl Default for TrainConfig {
@@ -132,6 +135,7 @@ impl Default for TrainConfig {
             loss: LossConfig::default(),
             polarity_epochs: 0,
             fold: None,
+            fold_scheme: Default::default(),
         }
     }
 }

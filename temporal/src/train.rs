@@ -21,7 +21,7 @@
 //! ([`crate::optim::freeze`]).
 
 use crate::config::TrainConfig;
-use crate::data::folds::{apply_fold, Fold};
+use crate::data::folds::{apply_fold, Fold, FoldRule};
 use crate::data::normalise::Normalisation;
 use crate::data::resample::bootstrap_rows;
 use crate::data::streams::StreamPlan;
@@ -148,6 +148,10 @@ pub struct TrainArgs {
     /// rest of both official splits (see `temporal::data::folds` for the deterministic assignment).
     #[arg(long, value_name = "K/N")]
     pub fold: Option<Fold>,
+    /// How --fold deals the training videos into folds 1..N-1: round-robin by id, or frames
+    /// (folds of similar frame counts, the ABAW7 task-queries recipe) [default: round-robin].
+    #[arg(long, value_enum, value_name = "RULE")]
+    pub fold_scheme: Option<FoldRule>,
 }
 
 /// The general training options of `temporal train` (optimizer, schedule, staged training).
@@ -254,6 +258,9 @@ impl TrainArgs {
         }
         if self.fold.is_some() {
             c.fold = self.fold;
+        }
+        if let Some(rule) = self.fold_scheme {
+            c.fold_scheme = rule;
         }
         if let Some(s) = &sweep_file {
             let index = match self.sweep_index {
@@ -789,7 +796,7 @@ pub fn labelled_splits(cfg: &TrainConfig) -> Result<(SplitLabels, SplitLabels)> 
     let mut train = SplitLabels::load(&cfg.data, Split::Train)?;
     let mut validation = SplitLabels::load(&cfg.data, Split::Validation)?;
     if let Some(fold) = cfg.fold {
-        apply_fold(&mut train, &mut validation, fold)?;
+        apply_fold(&mut train, &mut validation, fold, cfg.fold_scheme)?;
     }
     Ok((train, validation))
 }

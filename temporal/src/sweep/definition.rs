@@ -24,6 +24,7 @@
 //! [folds]                              # optional k-fold by video
 //! n = 5                                # number of folds (the ABAW seeds use 5 and 6)
 //! which = "all"                        # "all" (default) or a list of folds, e.g. [0, 3]
+//! scheme = "round-robin"               # or "frames": folds of similar frame counts
 //! ```
 //! Relative paths (`base`, `out`) are relative to the working directory, as every path in the
 //! training configs (run sweeps from the repository root; Slurm starts jobs in the folder they were
@@ -44,7 +45,7 @@
 //! The k-fold rule is documented in `crate::data::folds`.
 
 use crate::config::TrainConfig;
-use crate::data::folds::Fold;
+use crate::data::folds::{Fold, FoldRule};
 use crate::model::{Arch, Topology};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -90,6 +91,9 @@ pub struct FoldScheme {
     /// The folds to run [default: all].
     #[serde(default)]
     pub which: FoldSelection,
+    /// How the training videos are dealt into folds 1..N-1 [default: round-robin].
+    #[serde(default)]
+    pub scheme: FoldRule,
 }
 
 /// Which folds of a scheme a sweep runs: `"all"` or a list such as `[0, 3]`.
@@ -359,6 +363,9 @@ pub fn apply(s: &SweepFile, member: &Member, cfg: &mut TrainConfig) {
         cfg.features = features.clone();
     }
     cfg.out = Some(member.run_dir(s));
+    if let Some(folds) = &s.folds {
+        cfg.fold_scheme = folds.scheme;
+    }
 }
 
 #[cfg(test)]
@@ -442,6 +449,8 @@ topologies = ["share-bottom", "feedback"]"#,
         );
         let s = parse("name = \"x\"\nout = \"o\"\nseeds = [0]\narchs = [\"lstm\"]\ntopologies = [\"basic\"]\n[folds]\nn = 5\nwhich = \"all\"\n").unwrap();
         assert_eq!(members(&s).len(), 5);
+        let s = parse("name = \"x\"\nout = \"o\"\nseeds = [0]\narchs = [\"lstm\"]\ntopologies = [\"basic\"]\n[folds]\nn = 6\nscheme = \"frames\"\n").unwrap();
+        assert_eq!(s.folds.unwrap().scheme, FoldRule::Frames);
     }
 
     #[test]
@@ -524,6 +533,14 @@ topologies = ["share-bottom", "feedback"]"#,
             PathBuf::from("runs/sweeps/demo/gru-basic-s0-f2of5")
         );
         assert_eq!(cfg.epochs, 7, "other settings are kept");
+        assert_eq!(cfg.fold_scheme, FoldRule::RoundRobin);
+        s.folds.as_mut().unwrap().scheme = FoldRule::Frames;
+        apply(&s, &m, &mut cfg);
+        assert_eq!(
+            cfg.fold_scheme,
+            FoldRule::Frames,
+            "[folds] scheme reaches the member"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("base.toml");

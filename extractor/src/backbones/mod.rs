@@ -18,7 +18,9 @@
 pub mod config;
 pub mod densenet;
 pub mod hog;
+pub mod hub;
 pub mod iresnet;
+pub mod layouts;
 pub mod pth;
 pub mod torchscript;
 pub mod vit;
@@ -192,10 +194,11 @@ pub(crate) fn normalised_meta(
     Ok((norm, meta))
 }
 
-/// Reads the header and hash of `cfg.weights`, if set.
+/// Reads the header and hash of `cfg.weights`, if set (an `hf:ORG/REPO[@REV][:FILE]` spec is
+/// first resolved to its file in the hub cache, downloading it once: [`hub`]).
 pub(crate) fn open_weights(cfg: &BackboneConfig) -> anyhow::Result<Option<WeightsFile>> {
     Ok(match &cfg.weights {
-        Some(p) => Some(WeightsFile::open(p)?),
+        Some(p) => Some(WeightsFile::open(&hub::resolve_weights(p)?)?),
         None => None,
     })
 }

@@ -421,3 +421,22 @@ fn extract_with_hf_weights_runs_against_the_loopback_hub_and_records_the_file_sh
     assert!(err.contains(REPO) && err.contains("main") && err.contains("model.safetensors"), "{err}");
     assert!(err.contains("cannot download"), "{err}");
 }
+
+#[test]
+fn a_hostile_checkpoint_from_the_hub_is_refused_without_running_it() {
+    let marker = Path::new("/tmp/affect-toolkit-pth-fixture-was-executed");
+    let _ = std::fs::remove_file(marker);
+    let tmp = tempfile::tempdir().unwrap();
+    let hostile = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth/hostile_reduce.pth"),
+    )
+    .unwrap();
+    let server = serve(vec![entry("evil/model", "pytorch_model.bin", &hostile)]);
+    let path = hub(&server.endpoint, tmp.path())
+        .resolve(&spec("hf:evil/model"))
+        .unwrap();
+    let err = WeightsFile::open(&path).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("posix.system") && msg.contains("Nothing was executed"), "{msg}");
+    assert!(!marker.exists(), "the hostile payload ran");
+}

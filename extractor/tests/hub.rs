@@ -216,14 +216,31 @@ fn a_hub_file_is_downloaded_once_into_the_huggingface_cache_layout_then_read_wit
     let path = hub.resolve(&spec(&format!("hf:{REPO}"))).unwrap();
     assert!(server.hits() >= 2, "HEAD and GET, got {}", server.hits());
     let folder = cache.join("models--timm--vit_tiny_patch16_32.mae");
-    assert_eq!(path, folder.join("snapshots").join(COMMIT).join("model.safetensors"));
+    assert_eq!(
+        path,
+        folder
+            .join("snapshots")
+            .join(COMMIT)
+            .join("model.safetensors")
+    );
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     let sha = sha_hex(&bytes);
-    assert!(path.is_symlink(), "a snapshot links to its blob as huggingface_hub does");
-    assert_eq!(std::fs::read(folder.join("blobs").join(&sha)).unwrap(), bytes);
-    assert_eq!(std::fs::read_to_string(folder.join("refs/main")).unwrap(), COMMIT);
     assert!(
-        !files_under(&folder).iter().any(|p| p.to_string_lossy().contains("incomplete")),
+        path.is_symlink(),
+        "a snapshot links to its blob as huggingface_hub does"
+    );
+    assert_eq!(
+        std::fs::read(folder.join("blobs").join(&sha)).unwrap(),
+        bytes
+    );
+    assert_eq!(
+        std::fs::read_to_string(folder.join("refs/main")).unwrap(),
+        COMMIT
+    );
+    assert!(
+        !files_under(&folder)
+            .iter()
+            .any(|p| p.to_string_lossy().contains("incomplete")),
         "{:?}",
         files_under(&folder)
     );
@@ -249,10 +266,17 @@ fn a_hub_file_is_downloaded_once_into_the_huggingface_cache_layout_then_read_wit
 #[test]
 fn pytorch_model_bin_is_fetched_when_the_repo_has_no_model_safetensors() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = serve(vec![entry("org/old-style", "pytorch_model.bin", b"not really a pickle")]);
+    let server = serve(vec![entry(
+        "org/old-style",
+        "pytorch_model.bin",
+        b"not really a pickle",
+    )]);
     let hub = hub(&server.endpoint, tmp.path());
     let path = hub.resolve(&spec("hf:org/old-style")).unwrap();
-    assert!(path.ends_with(format!("snapshots/{COMMIT}/pytorch_model.bin")), "{path:?}");
+    assert!(
+        path.ends_with(format!("snapshots/{COMMIT}/pytorch_model.bin")),
+        "{path:?}"
+    );
     assert_eq!(std::fs::read(path).unwrap(), b"not really a pickle");
 }
 
@@ -275,10 +299,16 @@ fn an_unreachable_hub_names_repo_revision_and_file_and_where_to_place_the_file()
     }
     let folder = tmp.path().join("models--timm--vit_tiny_patch16_32.mae");
     assert!(
-        msg.contains(&format!("{}/snapshots/<COMMIT>/weights/model.safetensors", folder.display())),
+        msg.contains(&format!(
+            "{}/snapshots/<COMMIT>/weights/model.safetensors",
+            folder.display()
+        )),
         "{msg}"
     );
-    assert!(msg.contains(&format!("{}/refs/v2", folder.display())), "{msg}");
+    assert!(
+        msg.contains(&format!("{}/refs/v2", folder.display())),
+        "{msg}"
+    );
     assert!(files_under(tmp.path()).is_empty(), "nothing written");
 }
 
@@ -292,8 +322,14 @@ fn offline_without_the_file_in_the_cache_is_an_error_that_sends_no_request() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, HubError::NotCached { .. }), "{msg}");
-    assert!(msg.contains(REPO) && msg.contains("main") && msg.contains("HF_HUB_OFFLINE"), "{msg}");
-    assert!(msg.contains("model.safetensors or pytorch_model.bin"), "{msg}");
+    assert!(
+        msg.contains(REPO) && msg.contains("main") && msg.contains("HF_HUB_OFFLINE"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("model.safetensors or pytorch_model.bin"),
+        "{msg}"
+    );
     assert_eq!(server.hits(), 0);
 }
 
@@ -305,19 +341,30 @@ fn a_missing_repo_revision_or_file_is_an_error_naming_which() {
 
     let err = hub.resolve(&spec("hf:nobody/nothing")).unwrap_err();
     assert!(matches!(err, HubError::RepoNotFound { .. }), "{err:?}");
-    assert!(err.to_string().contains("nobody/nothing: no such model repo"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("nobody/nothing: no such model repo"),
+        "{err}"
+    );
 
     let err = hub.resolve(&spec(&format!("hf:{REPO}@v9"))).unwrap_err();
     assert!(matches!(err, HubError::RevisionNotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("no revision `v9`"), "{err}");
 
-    let err = hub.resolve(&spec(&format!("hf:{REPO}:other.safetensors"))).unwrap_err();
+    let err = hub
+        .resolve(&spec(&format!("hf:{REPO}:other.safetensors")))
+        .unwrap_err();
     assert!(matches!(err, HubError::FileNotFound { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains(&format!("{REPO}@main: no file other.safetensors")), "{msg}");
+    assert!(
+        msg.contains(&format!("{REPO}@main: no file other.safetensors")),
+        "{msg}"
+    );
     assert!(msg.contains("huggingface-cli download"), "{msg}");
     assert!(
-        !files_under(tmp.path()).iter().any(|p| p.to_string_lossy().contains("snapshots")),
+        !files_under(tmp.path())
+            .iter()
+            .any(|p| p.to_string_lossy().contains("snapshots")),
         "{:?}",
         files_under(tmp.path())
     );
@@ -333,15 +380,25 @@ fn a_download_cut_short_leaves_no_file_that_looks_complete() {
     let hub = hub(&server.endpoint, tmp.path());
     let err = hub.resolve(&spec(&format!("hf:{REPO}"))).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains(REPO) && msg.contains("model.safetensors"), "{msg}");
-    assert!(msg.contains("connection broke") || msg.contains("cut short"), "{msg}");
+    assert!(
+        msg.contains(REPO) && msg.contains("model.safetensors"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("connection broke") || msg.contains("cut short"),
+        "{msg}"
+    );
     let left = files_under(tmp.path());
     assert!(
-        left.iter().all(|p| !p.to_string_lossy().contains("snapshots")
-            && !p.ends_with(sha_hex(&bytes))),
+        left.iter()
+            .all(|p| !p.to_string_lossy().contains("snapshots") && !p.ends_with(sha_hex(&bytes))),
         "{left:?}"
     );
-    assert!(left.iter().all(|p| !p.to_string_lossy().ends_with(".incomplete")), "{left:?}");
+    assert!(
+        left.iter()
+            .all(|p| !p.to_string_lossy().ends_with(".incomplete")),
+        "{left:?}"
+    );
 }
 
 #[test]
@@ -354,7 +411,9 @@ fn extract_with_hf_weights_runs_against_the_loopback_hub_and_records_the_file_sh
     for (i, c) in colours.iter().enumerate() {
         let p = data.join(format!("cropped_aligned/vid/{:05}.png", i + 1));
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        image::RgbImage::from_pixel(32, 32, image::Rgb(*c)).save(&p).unwrap();
+        image::RgbImage::from_pixel(32, 32, image::Rgb(*c))
+            .save(&p)
+            .unwrap();
     }
     let config = tmp.path().join("features.toml");
     std::fs::write(
@@ -383,7 +442,11 @@ fn extract_with_hf_weights_runs_against_the_loopback_hub_and_records_the_file_sh
     let home = tmp.path().join("hf-home");
     let out = tmp.path().join("cache");
     let run = extract(&out, &server.endpoint, &home);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let (attrs, feats) =
         shared::cache::read_video(&out.join("vit_b16/vid.h5")).expect("the video's features");
     assert_eq!(attrs.weights, format!("sha256:{}", sha_hex(&bytes)));
@@ -415,10 +478,17 @@ fn extract_with_hf_weights_runs_against_the_loopback_hub_and_records_the_file_sh
     assert!(seeded_diff > 1e-3, "the weights file changes the features");
 
     // A second run in a fresh cache with no hub: the failure is named, nothing downloaded.
-    let run = extract(&tmp.path().join("cache2"), &dead_endpoint(), &tmp.path().join("empty-home"));
+    let run = extract(
+        &tmp.path().join("cache2"),
+        &dead_endpoint(),
+        &tmp.path().join("empty-home"),
+    );
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
-    assert!(err.contains(REPO) && err.contains("main") && err.contains("model.safetensors"), "{err}");
+    assert!(
+        err.contains(REPO) && err.contains("main") && err.contains("model.safetensors"),
+        "{err}"
+    );
     assert!(err.contains("cannot download"), "{err}");
 }
 
@@ -437,6 +507,9 @@ fn a_hostile_checkpoint_from_the_hub_is_refused_without_running_it() {
         .unwrap();
     let err = WeightsFile::open(&path).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("posix.system") && msg.contains("Nothing was executed"), "{msg}");
+    assert!(
+        msg.contains("posix.system") && msg.contains("Nothing was executed"),
+        "{msg}"
+    );
     assert!(!marker.exists(), "the hostile payload ran");
 }

@@ -47,7 +47,12 @@ fn mapped(keys: &Keys) -> Keys {
 
 fn strip_module(keys: &Keys) -> Keys {
     keys.iter()
-        .map(|(k, v)| (k.strip_prefix("module.").unwrap_or(k).to_string(), v.clone()))
+        .map(|(k, v)| {
+            (
+                k.strip_prefix("module.").unwrap_or(k).to_string(),
+                v.clone(),
+            )
+        })
         .collect()
 }
 
@@ -56,19 +61,43 @@ fn every_real_key_list_fits_its_known_layout_completely() {
     let lists = key_lists();
     let expect = [
         ("timm vit_base_patch16_224.mae", layouts::TIMM_VIT.name),
-        ("timm vit_base_patch14_dinov2.lvd142m", layouts::TIMM_VIT.name),
-        ("timm vit_small_patch14_reg4_dinov2.lvd142m", layouts::TIMM_VIT.name),
+        (
+            "timm vit_base_patch14_dinov2.lvd142m",
+            layouts::TIMM_VIT.name,
+        ),
+        (
+            "timm vit_small_patch14_reg4_dinov2.lvd142m",
+            layouts::TIMM_VIT.name,
+        ),
         ("timm densenet121", layouts::TV_DENSENET.name),
         ("torchvision densenet121", layouts::TV_DENSENET.name),
-        ("torchvision densenet121 old keys", layouts::TV_DENSENET_OLD.name),
+        (
+            "torchvision densenet121 old keys",
+            layouts::TV_DENSENET_OLD.name,
+        ),
         ("timm resnet50", layouts::TV_RESNET.name),
         ("torchvision resnet50", layouts::TV_RESNET.name),
         ("arcface_torch iresnet50", layouts::ARCFACE_IRESNET.name),
-        ("arcface_torch iresnet50 DataParallel", layouts::ARCFACE_IRESNET.name),
-        ("transformers Dinov2Model dinov2-base state_dict", layouts::HF_DINOV2.name),
-        ("transformers Dinov2Model small save_pretrained", layouts::HF_DINOV2.name),
-        ("transformers Dinov2Model small swiglu save_pretrained", layouts::HF_DINOV2.name),
-        ("transformers Dinov2WithRegistersModel small save_pretrained", layouts::HF_DINOV2.name),
+        (
+            "arcface_torch iresnet50 DataParallel",
+            layouts::ARCFACE_IRESNET.name,
+        ),
+        (
+            "transformers Dinov2Model dinov2-base state_dict",
+            layouts::HF_DINOV2.name,
+        ),
+        (
+            "transformers Dinov2Model small save_pretrained",
+            layouts::HF_DINOV2.name,
+        ),
+        (
+            "transformers Dinov2Model small swiglu save_pretrained",
+            layouts::HF_DINOV2.name,
+        ),
+        (
+            "transformers Dinov2WithRegistersModel small save_pretrained",
+            layouts::HF_DINOV2.name,
+        ),
     ];
     assert_eq!(lists.len(), expect.len(), "{:?}", lists.keys());
     for (list, layout) in expect {
@@ -77,7 +106,11 @@ fn every_real_key_list_fits_its_known_layout_completely() {
         assert_eq!((name, n, total), (layout, keys.len(), keys.len()), "{list}");
         // Native layouts are loaded by name, the others are mapped.
         let names: Vec<String> = keys.keys().cloned().collect();
-        let native = layouts::KNOWN.iter().find(|l| l.name == layout).unwrap().native;
+        let native = layouts::KNOWN
+            .iter()
+            .find(|l| l.name == layout)
+            .unwrap()
+            .native;
         assert_eq!(layouts::recognise(&names).is_none(), native, "{list}");
     }
 }
@@ -106,7 +139,10 @@ fn transformers_dinov2_base_maps_onto_exactly_timms_dinov2_names_and_shapes() {
     assert_eq!(reg["pos_embed"], vec![1, 4, 32]);
     assert_eq!(reg["reg_token"], vec![1, 4, 32]);
     let swiglu = mapped(&lists["transformers Dinov2Model small swiglu save_pretrained"]);
-    assert_eq!(swiglu["blocks.0.mlp.fc1.weight"][0], 2 * swiglu["blocks.0.mlp.fc2.weight"][1]);
+    assert_eq!(
+        swiglu["blocks.0.mlp.fc1.weight"][0],
+        2 * swiglu["blocks.0.mlp.fc2.weight"][1]
+    );
 }
 
 #[test]
@@ -141,7 +177,10 @@ fn our_native_models_have_the_public_names_and_shapes() {
     let mut cfg = BackboneConfig::named("dinov2_vits14");
     cfg.input_size = Some(518);
     cfg.registers = Some(4);
-    assert_eq!(names(cfg), lists["timm vit_small_patch14_reg4_dinov2.lvd142m"]);
+    assert_eq!(
+        names(cfg),
+        lists["timm vit_small_patch14_reg4_dinov2.lvd142m"]
+    );
 }
 
 fn close(got: &Tensor, want: &Tensor, what: &str) {
@@ -181,7 +220,11 @@ fn mapped_checkpoints_compute_what_the_public_modules_compute() {
                     .unwrap_or_else(|e| panic!("{path:?}: {e:#}"));
                 assert_eq!(b.weights_id(), w.weights_id());
                 let got = b.forward(images);
-                close(&got, &expected[out.as_str().unwrap()], &format!("{path:?} {pooling}"));
+                close(
+                    &got,
+                    &expected[out.as_str().unwrap()],
+                    &format!("{path:?} {pooling}"),
+                );
                 checked += 1;
             }
         }
@@ -242,8 +285,14 @@ fn a_file_that_fits_no_layout_is_refused_with_the_closest_known_layout() {
         )),
         "{msg}"
     );
-    assert!(msg.contains("missing     blocks.0.attn.qkv.weight"), "{msg}");
-    assert!(msg.contains("unexpected  layers.0.attn.qkv.weight"), "{msg}");
+    assert!(
+        msg.contains("missing     blocks.0.attn.qkv.weight"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("unexpected  layers.0.attn.qkv.weight"),
+        "{msg}"
+    );
     assert!(matches!(
         err.downcast_ref::<WeightsError>(),
         Some(WeightsError::Mismatch { .. })
@@ -270,7 +319,12 @@ fn a_mapped_tensor_with_a_wrong_shape_names_the_tensor_both_shapes_and_the_layou
             Some((n, t))
         }
     });
-    let msg = format!("{:#}", backbones::build(&tiny_dinov2(&short), Device::Cpu).err().unwrap());
+    let msg = format!(
+        "{:#}",
+        backbones::build(&tiny_dinov2(&short), Device::Cpu)
+            .err()
+            .unwrap()
+    );
     assert!(
         msg.contains(
             "mis-shaped  blocks.1.attn.qkv.weight (from encoder.layer.1.attention.q_proj.weight + \
@@ -327,5 +381,9 @@ fn a_data_parallel_module_prefix_is_removed_from_safetensors_too() {
     let a = backbones::build(&tiny_dinov2(&src), Device::Cpu).unwrap();
     let b = backbones::build(&tiny_dinov2(&prefixed), Device::Cpu).unwrap();
     assert!(a.forward(&images).equal(&b.forward(&images)));
-    assert_ne!(a.weights_id(), b.weights_id(), "the id is the file's own hash");
+    assert_ne!(
+        a.weights_id(),
+        b.weights_id(),
+        "the id is the file's own hash"
+    );
 }

@@ -113,11 +113,25 @@ impl HfSpec {
     }
 }
 
+/// What was asked for, and where: repo, revision, file(s), server and cache (in every hub error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// `ORG/REPO`.
+    pub repo: String,
+    /// Branch, tag or commit.
+    pub revision: String,
+    /// The file, or the files tried (`a or b`).
+    pub file: String,
+    /// The server.
+    pub endpoint: String,
+    /// The hub cache directory.
+    pub cache: PathBuf,
+}
+
 /// Why a hub file could not be had; each names repo, revision and file and says what to do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum HubError {
     /// The spec is malformed.
-    #[error("`{spec}`: {why}; write hf:ORG/REPO[@REVISION][:FILE], e.g. hf:timm/vit_base_patch16_224.mae")]
     Spec {
         /// The text given.
         spec: String,
@@ -125,108 +139,103 @@ pub enum HubError {
         why: String,
     },
     /// Offline (HF_HUB_OFFLINE) and not in the cache.
-    #[error("{repo}@{revision}: {file} is not in the hub cache {cache} and HF_HUB_OFFLINE is set, so nothing was downloaded.\n{}", hint(.repo, .revision, .file, .cache))]
     NotCached {
-        /// `ORG/REPO`.
-        repo: String,
-        /// Revision.
-        revision: String,
-        /// File(s) looked for.
-        file: String,
-        /// The hub cache directory.
-        cache: PathBuf,
+        /// What was asked for.
+        at: Box<Wanted>,
     },
     /// The server could not be reached.
-    #[error("{repo}@{revision}: cannot download {file} from {endpoint} ({cause}); the file is not in the hub cache {cache}. Check the network or HF_ENDPOINT.\n{}", hint(.repo, .revision, .file, .cache))]
     Unreachable {
-        /// `ORG/REPO`.
-        repo: String,
-        /// Revision.
-        revision: String,
-        /// File(s) looked for.
-        file: String,
-        /// The server.
-        endpoint: String,
+        /// What was asked for.
+        at: Box<Wanted>,
         /// The transport error.
         cause: String,
-        /// The hub cache directory.
-        cache: PathBuf,
     },
     /// The repo does not exist (or is private / gated and no token was given).
-    #[error("{repo}: no such model repo on {endpoint} (HTTP {status}), looking for {file} at revision {revision}; check the name, or set HF_TOKEN if the repo is private or gated.\n{}", hint(.repo, .revision, .file, .cache))]
     RepoNotFound {
-        /// `ORG/REPO`.
-        repo: String,
-        /// Revision.
-        revision: String,
-        /// File(s) looked for.
-        file: String,
-        /// The server.
-        endpoint: String,
+        /// What was asked for.
+        at: Box<Wanted>,
         /// HTTP status.
         status: u16,
-        /// The hub cache directory.
-        cache: PathBuf,
     },
     /// The revision does not exist.
-    #[error("{repo}: no revision `{revision}` on {endpoint} (looking for {file}); use a branch, tag or commit of the repo.\n{}", hint(.repo, .revision, .file, .cache))]
     RevisionNotFound {
-        /// `ORG/REPO`.
-        repo: String,
-        /// Revision.
-        revision: String,
-        /// File(s) looked for.
-        file: String,
-        /// The server.
-        endpoint: String,
-        /// The hub cache directory.
-        cache: PathBuf,
+        /// What was asked for.
+        at: Box<Wanted>,
     },
     /// The file does not exist at that revision.
-    #[error("{repo}@{revision}: no file {file} in the repo on {endpoint}; name the weights file with hf:{repo}@{revision}:FILE.\n{}", hint(.repo, .revision, .file, .cache))]
     FileNotFound {
-        /// `ORG/REPO`.
-        repo: String,
-        /// Revision.
-        revision: String,
-        /// File(s) looked for.
-        file: String,
-        /// The server.
-        endpoint: String,
-        /// The hub cache directory.
-        cache: PathBuf,
+        /// What was asked for.
+        at: Box<Wanted>,
     },
     /// The server answered something else, or the download was cut or corrupt.
-    #[error("{repo}@{revision}: downloading {file} from {endpoint} failed: {why}.\n{}", hint(.repo, .revision, .file, .cache))]
     Download {
-        /// `ORG/REPO`.
-        repo: String,
-        /// Revision.
-        revision: String,
-        /// File.
-        file: String,
-        /// The server.
-        endpoint: String,
+        /// What was asked for.
+        at: Box<Wanted>,
         /// What went wrong.
         why: String,
-        /// The hub cache directory.
-        cache: PathBuf,
     },
     /// Writing the cache failed.
-    #[error("{repo}@{revision}: cannot write {file} into the hub cache at {path}: {cause}; check HF_HOME / HF_HUB_CACHE and free space")]
     Cache {
-        /// `ORG/REPO`.
-        repo: String,
-        /// Revision.
-        revision: String,
-        /// File.
-        file: String,
+        /// What was asked for.
+        at: Box<Wanted>,
         /// The path being written.
         path: PathBuf,
         /// The I/O error.
         cause: std::io::Error,
     },
 }
+
+impl std::fmt::Display for HubError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tail = |w: &Wanted| hint(&w.repo, &w.revision, &w.file, &w.cache);
+        match self {
+            HubError::Spec { spec, why } => write!(
+                f,
+                "`{spec}`: {why}; write hf:ORG/REPO[@REVISION][:FILE], e.g. hf:timm/vit_base_patch16_224.mae"
+            ),
+            HubError::NotCached { at: w } => write!(
+                f,
+                "{}@{}: {} is not in the hub cache {} and HF_HUB_OFFLINE is set, so nothing was downloaded.\n{}",
+                w.repo, w.revision, w.file, w.cache.display(), tail(w)
+            ),
+            HubError::Unreachable { at: w, cause } => write!(
+                f,
+                "{}@{}: cannot download {} from {} ({cause}); the file is not in the hub cache {}. \
+                 Check the network or HF_ENDPOINT.\n{}",
+                w.repo, w.revision, w.file, w.endpoint, w.cache.display(), tail(w)
+            ),
+            HubError::RepoNotFound { at: w, status } => write!(
+                f,
+                "{}: no such model repo on {} (HTTP {status}), looking for {} at revision {}; check \
+                 the name, or set HF_TOKEN if the repo is private or gated.\n{}",
+                w.repo, w.endpoint, w.file, w.revision, tail(w)
+            ),
+            HubError::RevisionNotFound { at: w } => write!(
+                f,
+                "{}: no revision `{}` on {} (looking for {}); use a branch, tag or commit of the repo.\n{}",
+                w.repo, w.revision, w.endpoint, w.file, tail(w)
+            ),
+            HubError::FileNotFound { at: w } => write!(
+                f,
+                "{}@{}: no file {} in the repo on {}; name the weights file with hf:{}@{}:FILE.\n{}",
+                w.repo, w.revision, w.file, w.endpoint, w.repo, w.revision, tail(w)
+            ),
+            HubError::Download { at: w, why } => write!(
+                f,
+                "{}@{}: downloading {} from {} failed: {why}.\n{}",
+                w.repo, w.revision, w.file, w.endpoint, tail(w)
+            ),
+            HubError::Cache { at: w, path, cause } => write!(
+                f,
+                "{}@{}: cannot write {} into the hub cache at {}: {cause}; check HF_HOME / \
+                 HF_HUB_CACHE and free space",
+                w.repo, w.revision, w.file, path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HubError {}
 
 /// How to get the file without this tool: the exact place in the cache, or the Python CLI.
 fn hint(repo: &str, revision: &str, file: &str, cache: &Path) -> String {
@@ -294,7 +303,9 @@ impl Hub {
             .unwrap_or_else(|| hf_home.join("hub"));
         let endpoint = var("HF_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
         let truthy = |k: &str| {
-            var(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            var(k).is_some_and(|v| {
+                matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+            })
         };
         let token = var("HF_TOKEN").or_else(|| {
             std::fs::read_to_string(hf_home.join("token"))
@@ -345,7 +356,11 @@ impl Hub {
         if is_commit(revision) {
             return Some(revision.to_string());
         }
-        let r = self.cache.join(repo_folder(repo)).join("refs").join(revision);
+        let r = self
+            .cache
+            .join(repo_folder(repo))
+            .join("refs")
+            .join(revision);
         std::fs::read_to_string(r)
             .ok()
             .map(|s| s.trim().to_string())
@@ -366,10 +381,7 @@ impl Hub {
         }
         if self.offline {
             return Err(HubError::NotCached {
-                repo: spec.repo.clone(),
-                revision: spec.revision.clone(),
-                file: wanted,
-                cache: self.cache.clone(),
+                at: self.wanted(&spec.repo, &spec.revision, &wanted),
             });
         }
         for (i, f) in files.iter().enumerate() {
@@ -380,9 +392,15 @@ impl Hub {
             }
         }
         Err(HubError::FileNotFound {
-            repo: spec.repo.clone(),
-            revision: spec.revision.clone(),
-            file: wanted,
+            at: self.wanted(&spec.repo, &spec.revision, &wanted),
+        })
+    }
+
+    fn wanted(&self, repo: &str, revision: &str, file: &str) -> Box<Wanted> {
+        Box::new(Wanted {
+            repo: repo.to_string(),
+            revision: revision.to_string(),
+            file: file.to_string(),
             endpoint: self.endpoint.clone(),
             cache: self.cache.clone(),
         })
@@ -401,7 +419,12 @@ impl Hub {
     }
 
     /// `Ok(None)` when the hub says the file does not exist (so the next default is tried).
-    fn download(&self, spec: &HfSpec, file: &str, wanted: &str) -> Result<Option<PathBuf>, HubError> {
+    fn download(
+        &self,
+        spec: &HfSpec,
+        file: &str,
+        wanted: &str,
+    ) -> Result<Option<PathBuf>, HubError> {
         let repo = &spec.repo;
         let rev = &spec.revision;
         let url = format!(
@@ -412,29 +435,26 @@ impl Hub {
             encode_path(file)
         );
         let unreachable = |cause: String| HubError::Unreachable {
-            repo: repo.clone(),
-            revision: rev.clone(),
-            file: wanted.to_string(),
-            endpoint: self.endpoint.clone(),
+            at: self.wanted(repo, rev, wanted),
             cause,
-            cache: self.cache.clone(),
         };
         let failed = |why: String| HubError::Download {
-            repo: repo.clone(),
-            revision: rev.clone(),
-            file: file.to_string(),
-            endpoint: self.endpoint.clone(),
+            at: self.wanted(repo, rev, file),
             why,
-            cache: self.cache.clone(),
         };
-        let with_auth = |req: ureq::RequestBuilder<ureq::typestate::WithoutBody>| match &self.token {
+        let with_auth = |req: ureq::RequestBuilder<ureq::typestate::WithoutBody>| match &self.token
+        {
             Some(t) => req.header("Authorization", format!("Bearer {t}")),
             None => req,
         };
         // HEAD without following redirects: the hub's own answer carries the commit and etag.
-        let head = with_auth(self.agent(0).head(&url).header("Accept-Encoding", "identity"))
-            .call()
-            .map_err(|e| unreachable(e.to_string()))?;
+        let head = with_auth(
+            self.agent(0)
+                .head(&url)
+                .header("Accept-Encoding", "identity"),
+        )
+        .call()
+        .map_err(|e| unreachable(e.to_string()))?;
         let status = head.status().as_u16();
         let header = |name: &str| {
             head.headers()
@@ -446,28 +466,16 @@ impl Hub {
             let code = header("x-error-code").unwrap_or_default();
             return match code.as_str() {
                 "RepoNotFound" | "GatedRepo" => Err(HubError::RepoNotFound {
-                    repo: repo.clone(),
-                    revision: rev.clone(),
-                    file: wanted.to_string(),
-                    endpoint: self.endpoint.clone(),
+                    at: self.wanted(repo, rev, wanted),
                     status,
-                    cache: self.cache.clone(),
                 }),
                 "RevisionNotFound" => Err(HubError::RevisionNotFound {
-                    repo: repo.clone(),
-                    revision: rev.clone(),
-                    file: wanted.to_string(),
-                    endpoint: self.endpoint.clone(),
-                    cache: self.cache.clone(),
+                    at: self.wanted(repo, rev, wanted),
                 }),
                 _ if status == 404 => Ok(None),
                 _ => Err(HubError::RepoNotFound {
-                    repo: repo.clone(),
-                    revision: rev.clone(),
-                    file: wanted.to_string(),
-                    endpoint: self.endpoint.clone(),
+                    at: self.wanted(repo, rev, wanted),
                     status,
-                    cache: self.cache.clone(),
                 }),
             };
         }
@@ -488,9 +496,7 @@ impl Hub {
         let folder = self.cache.join(repo_folder(repo));
         let snapshot = self.snapshot_path(repo, &commit, file);
         let cache_err = |path: &Path, cause: std::io::Error| HubError::Cache {
-            repo: repo.clone(),
-            revision: rev.clone(),
-            file: file.to_string(),
+            at: self.wanted(repo, rev, file),
             path: path.to_path_buf(),
             cause,
         };
@@ -503,9 +509,13 @@ impl Hub {
                 blob_name.as_deref().unwrap_or("download"),
                 std::process::id()
             ));
-            let mut resp = with_auth(self.agent(10).get(&url).header("Accept-Encoding", "identity"))
-                .call()
-                .map_err(|e| unreachable(e.to_string()))?;
+            let mut resp = with_auth(
+                self.agent(10)
+                    .get(&url)
+                    .header("Accept-Encoding", "identity"),
+            )
+            .call()
+            .map_err(|e| unreachable(e.to_string()))?;
             if resp.status().as_u16() != 200 {
                 return Err(failed(format!(
                     "the download answered HTTP {}",
@@ -528,7 +538,11 @@ impl Hub {
                     Ok(0) => break Ok(()),
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => break Err(failed(format!("the connection broke after {got} bytes ({e})"))),
+                    Err(e) => {
+                        break Err(failed(format!(
+                            "the connection broke after {got} bytes ({e})"
+                        )))
+                    }
                 };
                 if let Err(e) = out.write_all(&buf[..n]) {
                     break Err(cache_err(&part, e));
@@ -667,7 +681,9 @@ mod tests {
     #[test]
     fn specs_parse_with_defaults_and_bad_ones_say_the_form() {
         assert!(HfSpec::parse("weights/vit.safetensors").is_none());
-        let s = HfSpec::parse("hf:timm/vit_base_patch16_224.mae").unwrap().unwrap();
+        let s = HfSpec::parse("hf:timm/vit_base_patch16_224.mae")
+            .unwrap()
+            .unwrap();
         assert_eq!(
             s,
             HfSpec {
@@ -681,7 +697,14 @@ mod tests {
             .unwrap();
         assert_eq!(s.revision, "v1.0");
         assert_eq!(s.file.as_deref(), Some("sub/model.safetensors"));
-        for bad in ["hf:", "hf:a/b/c", "hf:a/b@", "hf:a/b:", "hf:a/b:../x", "hf:a b/c"] {
+        for bad in [
+            "hf:",
+            "hf:a/b/c",
+            "hf:a/b@",
+            "hf:a/b:",
+            "hf:a/b:../x",
+            "hf:a b/c",
+        ] {
             let e = HfSpec::parse(bad).unwrap().unwrap_err().to_string();
             assert!(e.contains("hf:ORG/REPO[@REVISION][:FILE]"), "{bad}: {e}");
         }
@@ -690,7 +713,12 @@ mod tests {
     #[test]
     fn the_environment_sets_endpoint_cache_offline_and_token_as_huggingface_hub_does() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let hub = Hub::from_vars(vars(&[("HOME", "/home/u")]));
         assert_eq!(hub.endpoint(), DEFAULT_ENDPOINT);

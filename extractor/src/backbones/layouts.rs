@@ -215,17 +215,23 @@ pub fn expand(layout: &Layout) -> Vec<String> {
 }
 
 /// How many of `names` fit each layout, best first: `(layout, fitting, total)`.
-pub fn scores<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<(&'static Layout, usize, usize)> {
+pub fn scores<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Vec<(&'static Layout, usize, usize)> {
     let pats: Vec<String> = names.into_iter().map(pattern).collect();
     let mut out: Vec<(&'static Layout, usize, usize)> = KNOWN
         .iter()
         .map(|l| {
             let set: std::collections::HashSet<String> = expand(l).into_iter().collect();
-            (l, pats.iter().filter(|p| set.contains(*p)).count(), pats.len())
+            (
+                l,
+                pats.iter().filter(|p| set.contains(*p)).count(),
+                pats.len(),
+            )
         })
         .collect();
     // Stable: native layouts (listed first) win ties.
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|s| std::cmp::Reverse(s.1));
     out
 }
 
@@ -271,7 +277,11 @@ impl Source {
             Source::Concat(v) => {
                 let shapes = v.iter().map(|n| get(n)).collect::<Result<Vec<_>, _>>()?;
                 let first = &shapes[0];
-                if first.is_empty() || shapes.iter().any(|s| s.len() != first.len() || s[1..] != first[1..]) {
+                if first.is_empty()
+                    || shapes
+                        .iter()
+                        .any(|s| s.len() != first.len() || s[1..] != first[1..])
+                {
                     return Err(format!(
                         "{} have shapes {:?}, which do not concatenate along dimension 0",
                         v.join(", "),
@@ -294,7 +304,9 @@ impl Source {
             Source::WithoutFirstRow(n) => {
                 let mut s = get(n)?;
                 if s.len() != 3 || s[1] < 2 {
-                    return Err(format!("{n} {s:?} is not a [1, 1 + N, D] position embedding"));
+                    return Err(format!(
+                        "{n} {s:?} is not a [1, 1 + N, D] position embedding"
+                    ));
                 }
                 s[1] -= 1;
                 Ok(s)
@@ -359,9 +371,9 @@ fn map_densenet_old(names: &[String]) -> Mapping {
         let mut i = 0;
         while i < parts.len() {
             let after_layer = i > 0
-                && parts[i - 1].strip_prefix("denselayer").is_some_and(|r| {
-                    !r.is_empty() && r.chars().all(|c| c.is_ascii_digit())
-                });
+                && parts[i - 1]
+                    .strip_prefix("denselayer")
+                    .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()));
             if after_layer
                 && matches!(parts[i], "norm" | "relu" | "conv")
                 && matches!(parts.get(i + 1), Some(&"1") | Some(&"2"))
@@ -403,9 +415,20 @@ fn map_hf_dinov2(names: &[String]) -> Mapping {
     let pos = f("embeddings.position_embeddings");
     let cls = f("embeddings.cls_token");
     if registers {
-        put("cls_token".into(), Source::TokenPlusFirstRow { token: cls, pos: pos.clone() }, &mut used);
+        put(
+            "cls_token".into(),
+            Source::TokenPlusFirstRow {
+                token: cls,
+                pos: pos.clone(),
+            },
+            &mut used,
+        );
         put("pos_embed".into(), Source::WithoutFirstRow(pos), &mut used);
-        put("reg_token".into(), Source::Rename(f("embeddings.register_tokens")), &mut used);
+        put(
+            "reg_token".into(),
+            Source::Rename(f("embeddings.register_tokens")),
+            &mut used,
+        );
     } else {
         put("cls_token".into(), Source::Rename(cls), &mut used);
         put("pos_embed".into(), Source::Rename(pos), &mut used);
@@ -416,7 +439,11 @@ fn map_hf_dinov2(names: &[String]) -> Mapping {
             Source::Rename(f(&format!("embeddings.patch_embeddings.projection.{wb}"))),
             &mut used,
         );
-        put(format!("norm.{wb}"), Source::Rename(f(&format!("layernorm.{wb}"))), &mut used);
+        put(
+            format!("norm.{wb}"),
+            Source::Rename(f(&format!("layernorm.{wb}"))),
+            &mut used,
+        );
     }
     let layers: std::collections::BTreeSet<usize> = names
         .iter()
@@ -428,7 +455,11 @@ fn map_hf_dinov2(names: &[String]) -> Mapping {
         let b = |n: &str| format!("blocks.{i}.{n}");
         for wb in ["weight", "bias"] {
             for norm in ["norm1", "norm2"] {
-                put(b(&format!("{norm}.{wb}")), Source::Rename(l(&format!("{norm}.{wb}"))), &mut used);
+                put(
+                    b(&format!("{norm}.{wb}")),
+                    Source::Rename(l(&format!("{norm}.{wb}"))),
+                    &mut used,
+                );
             }
             let old = l(&format!("attention.attention.query.{wb}"));
             let qkv = if has(&old) {
@@ -436,13 +467,21 @@ fn map_hf_dinov2(names: &[String]) -> Mapping {
             } else {
                 ["q_proj", "k_proj", "v_proj"].map(|p| l(&format!("attention.{p}.{wb}")))
             };
-            put(b(&format!("attn.qkv.{wb}")), Source::Concat(qkv.to_vec()), &mut used);
+            put(
+                b(&format!("attn.qkv.{wb}")),
+                Source::Concat(qkv.to_vec()),
+                &mut used,
+            );
             let proj = if has(&l(&format!("attention.output.dense.{wb}"))) {
                 l(&format!("attention.output.dense.{wb}"))
             } else {
                 l(&format!("attention.o_proj.{wb}"))
             };
-            put(b(&format!("attn.proj.{wb}")), Source::Rename(proj), &mut used);
+            put(
+                b(&format!("attn.proj.{wb}")),
+                Source::Rename(proj),
+                &mut used,
+            );
             let (fc1, fc2) = if has(&l(&format!("mlp.weights_in.{wb}"))) {
                 (
                     Source::Rename(l(&format!("mlp.weights_in.{wb}"))),
@@ -450,7 +489,10 @@ fn map_hf_dinov2(names: &[String]) -> Mapping {
                 )
             } else if has(&l(&format!("mlp.gate_proj.{wb}"))) {
                 (
-                    Source::Concat(vec![l(&format!("mlp.gate_proj.{wb}")), l(&format!("mlp.up_proj.{wb}"))]),
+                    Source::Concat(vec![
+                        l(&format!("mlp.gate_proj.{wb}")),
+                        l(&format!("mlp.up_proj.{wb}")),
+                    ]),
                     Source::Rename(l(&format!("mlp.down_proj.{wb}"))),
                 )
             } else {
@@ -497,7 +539,10 @@ mod tests {
             pattern("features.denseblock3.denselayer12.conv1.weight"),
             "features.denseblock#.denselayer#.conv1.weight"
         );
-        assert_eq!(pattern("layer4.2.bn3.running_var"), "layer#.#.bn3.running_var");
+        assert_eq!(
+            pattern("layer4.2.bn3.running_var"),
+            "layer#.#.bn3.running_var"
+        );
         assert_eq!(
             pattern("encoder.layer.11.layer_scale1.lambda1"),
             "encoder.layer.#.layer_scale1.lambda1"
@@ -518,9 +563,13 @@ mod tests {
         assert_eq!(m.layout, TV_DENSENET_OLD.name);
         assert_eq!(
             m.names.get("features.denseblock1.denselayer1.norm1.weight"),
-            Some(&Source::Rename("features.denseblock1.denselayer1.norm.1.weight".into()))
+            Some(&Source::Rename(
+                "features.denseblock1.denselayer1.norm.1.weight".into()
+            ))
         );
-        assert!(m.names.contains_key("features.denseblock1.denselayer1.conv2.weight"));
+        assert!(m
+            .names
+            .contains_key("features.denseblock1.denselayer1.conv2.weight"));
         assert!(m.names.contains_key("features.transition1.norm.weight"));
     }
 }

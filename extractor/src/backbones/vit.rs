@@ -197,7 +197,8 @@ impl VitSpec {
             pos_has_prefix,
             pos_grid,
             norm_tokens: style == Style::Dinov2
-                || weights.is_some_and(|w| w.contains("norm.weight") && !w.contains("fc_norm.weight")),
+                || weights
+                    .is_some_and(|w| w.contains("norm.weight") && !w.contains("fc_norm.weight")),
         })
     }
 
@@ -349,9 +350,7 @@ impl Net {
             reg_token: (s.registers > 0).then(|| p.var("reg_token", &[1, s.registers, d], token)),
             pos_var: p.var("pos_embed", &[1, pos_rows, d], token),
             blocks,
-            norm: layer_norm(
-                p / if s.norm_tokens { "norm" } else { "fc_norm" },
-            ),
+            norm: layer_norm(p / if s.norm_tokens { "norm" } else { "fc_norm" }),
         }
     }
 

@@ -83,8 +83,8 @@ pub enum WeightsError {
     Mismatch {
         /// The weights file.
         path: PathBuf,
-        /// The backbone the config built.
-        model: String,
+        /// The backbone the config built (boxed, as `layout`: keeps the error small).
+        model: Box<str>,
         /// Tensors the model has and the file lacks: (name, model shape).
         missing: Vec<(String, Vec<i64>)>,
         /// Tensors the file has and the model lacks: (name, file shape).
@@ -92,8 +92,9 @@ pub enum WeightsError {
         /// Tensors in both with different shapes: (name, model shape, file shape).
         misshaped: Vec<(String, Vec<i64>, Vec<i64>)>,
         /// Which layout the file's names were mapped from (and from which file tensors each
-        /// mis-shaped one came), or the closest known layout of an unmapped file.
-        layout: String,
+        /// mis-shaped one came), or the closest known layout of an unmapped file (boxed: keeps
+        /// the error small).
+        layout: Box<String>,
     },
 }
 
@@ -266,14 +267,14 @@ impl WeightsFile {
             Some(m) => {
                 let mut out = BTreeMap::new();
                 for (ours, src) in &m.names {
-                    let shape = src
-                        .shape(|n| raw.get(n).map(|t| t.shape.clone()))
-                        .map_err(|why| WeightsError::Layout {
-                            path: path.to_path_buf(),
-                            layout: m.layout.to_string(),
-                            tensor: ours.clone(),
-                            why,
-                        })?;
+                    let shape =
+                        src.shape(|n| raw.get(n).map(|t| t.shape.clone()))
+                            .map_err(|why| WeightsError::Layout {
+                                path: path.to_path_buf(),
+                                layout: m.layout.to_string(),
+                                tensor: ours.clone(),
+                                why,
+                            })?;
                     let dtype = raw[src.inputs()[0]].dtype.clone();
                     out.insert(ours.clone(), TensorMeta { dtype, shape });
                 }
@@ -401,11 +402,11 @@ impl WeightsFile {
             misshaped.sort();
             return Err(WeightsError::Mismatch {
                 path: self.path.clone(),
-                model: model.to_string(),
+                model: model.into(),
                 missing,
                 unexpected,
                 misshaped,
-                layout: self.layout_note(),
+                layout: Box::new(self.layout_note()),
             });
         }
         let loaded = match self.format {

@@ -108,6 +108,11 @@ fn answer(mut stream: TcpStream, entries: &[Entry]) -> std::io::Result<()> {
     if segs.len() != 5 || segs[2] != "resolve" {
         return reply("404 Not Found", &[], b"", 0);
     }
+    // A renamed repo: the hub answers with a relative redirect to the new name.
+    if segs[0] == "renamed" {
+        let to = format!("/timm/{}/resolve/{}/{}", segs[1], segs[3], segs[4]);
+        return reply("307 Temporary Redirect", &[("Location".into(), to)], b"", 0);
+    }
     let (repo, rev, file) = (format!("{}/{}", segs[0], segs[1]), segs[3], segs[4]);
     let of_repo: Vec<&Entry> = entries.iter().filter(|e| e.repo == repo).collect();
     if of_repo.is_empty() {
@@ -261,6 +266,21 @@ fn a_hub_file_is_downloaded_once_into_the_huggingface_cache_layout_then_read_wit
     let w = WeightsFile::open(&path).unwrap();
     assert_eq!(w.weights_id(), format!("sha256:{sha}"));
     assert_eq!(file_sha256(&path).unwrap(), sha);
+}
+
+#[test]
+fn a_renamed_repo_is_followed_to_its_new_name_on_the_same_hub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(vec![entry(REPO, "model.safetensors", b"weights")]);
+    let hub = hub(&server.endpoint, tmp.path());
+    let path = hub
+        .resolve(&spec("hf:renamed/vit_tiny_patch16_32.mae"))
+        .unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"weights");
+    assert!(
+        path.starts_with(tmp.path().join("models--renamed--vit_tiny_patch16_32.mae")),
+        "cached under the name asked for, as huggingface_hub does: {path:?}"
+    );
 }
 
 #[test]
@@ -421,7 +441,7 @@ fn extract_with_hf_weights_runs_against_the_loopback_hub_and_records_the_file_sh
         "[sets.vit_b16]\nname = \"vit_b16\"\nembed_dim = 32\ndepth = 2\nnum_heads = 2\ninput_size = 32\n",
     )
     .unwrap();
-    let extract = |out: &Path, endpoint: &str, home: &Path| {
+    let extract = |out: &Path, endpoint: &str, home: &Path, offline: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_extractor"))
             .args(["extract", "--config"])
             .arg(&config)
@@ -433,7 +453,7 @@ fn extract_with_hf_weights_runs_against_the_loopback_hub_and_records_the_file_sh
             .args(["--weights", &format!("hf:{REPO}")])
             .env("HF_ENDPOINT", endpoint)
             .env("HF_HOME", home)
-            .env_remove("HF_HUB_OFFLINE")
+            .env("HF_HUB_OFFLINE", offline)
             .env_remove("HF_HUB_CACHE")
             .env_remove("HF_TOKEN")
             .output()
@@ -441,7 +461,7 @@ fn extract_with_hf_weights_runs_against_the_loopback_hub_and_records_the_file_sh
     };
     let home = tmp.path().join("hf-home");
     let out = tmp.path().join("cache");
-    let run = extract(&out, &server.endpoint, &home);
+    let run = extract(&out, &server.endpoint, &home, "");
     assert!(
         run.status.success(),
         "{}",
@@ -477,11 +497,24 @@ fn extract_with_hf_weights_runs_against_the_loopback_hub_and_records_the_file_sh
         .double_value(&[]);
     assert!(seeded_diff > 1e-3, "the weights file changes the features");
 
-    // A second run in a fresh cache with no hub: the failure is named, nothing downloaded.
+    // With HF_HUB_OFFLINE and no hub, the HF_HOME cache alone gives the same features.
+    let out3 = tmp.path().join("cache3");
+    let run = extract(&out3, &dead_endpoint(), &home, "1");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (attrs3, feats3) = shared::cache::read_video(&out3.join("vit_b16/vid.h5")).unwrap();
+    assert_eq!(attrs3.weights, attrs.weights);
+    assert_eq!(feats3.features, feats.features);
+
+    // A run in a fresh HF_HOME with no hub: the failure is named, nothing downloaded.
     let run = extract(
         &tmp.path().join("cache2"),
         &dead_endpoint(),
         &tmp.path().join("empty-home"),
+        "",
     );
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
@@ -490,6 +523,19 @@ fn extract_with_hf_weights_runs_against_the_loopback_hub_and_records_the_file_sh
         "{err}"
     );
     assert!(err.contains("cannot download"), "{err}");
+    // Offline in a fresh HF_HOME: the same, saying it is offline.
+    let run = extract(
+        &tmp.path().join("cache4"),
+        &server.endpoint,
+        &tmp.path().join("empty-home"),
+        "1",
+    );
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains(REPO) && err.contains("HF_HUB_OFFLINE is set"),
+        "{err}"
+    );
 }
 
 #[test]

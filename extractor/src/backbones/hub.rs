@@ -448,13 +448,36 @@ impl Hub {
             None => req,
         };
         // HEAD without following redirects: the hub's own answer carries the commit and etag.
-        let head = with_auth(
-            self.agent(0)
-                .head(&url)
-                .header("Accept-Encoding", "identity"),
-        )
-        .call()
-        .map_err(|e| unreachable(e.to_string()))?;
+        // A relative redirect without a commit (a renamed repo) stays on the hub and is
+        // followed, as huggingface_hub does; a redirect to a CDN is not.
+        let mut url = url;
+        let mut hops = 0;
+        let head = loop {
+            let head = with_auth(
+                self.agent(0)
+                    .head(&url)
+                    .header("Accept-Encoding", "identity"),
+            )
+            .call()
+            .map_err(|e| unreachable(e.to_string()))?;
+            let relative = head
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .filter(|l| l.starts_with('/') && !l.starts_with("//"))
+                .map(str::to_string);
+            match relative {
+                Some(next)
+                    if head.status().is_redirection()
+                        && !head.headers().contains_key("x-repo-commit")
+                        && hops < 5 =>
+                {
+                    url = format!("{}{next}", self.endpoint);
+                    hops += 1;
+                }
+                _ => break head,
+            }
+        };
         let status = head.status().as_u16();
         let header = |name: &str| {
             head.headers()
@@ -670,7 +693,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn resolve_weights(path: &Path) -> Result<PathBuf, HubError> {
     match path.to_str().and_then(HfSpec::parse) {
         None => Ok(path.to_path_buf()),
-        Some(spec) => Hub::from_env().resolve(&spec?),
+        Some(spec) => {
+            let spec = spec?;
+            let local = Hub::from_env().resolve(&spec)?;
+            tracing::info!("weights {} -> {}", spec.display(), local.display());
+            Ok(local)
+        }
     }
 }
 

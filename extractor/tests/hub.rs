@@ -313,7 +313,7 @@ fn an_unreachable_hub_names_repo_revision_and_file_and_where_to_place_the_file()
         REPO,
         "v2",
         "weights/model.safetensors",
-        "huggingface-cli download timm/vit_tiny_patch16_32.mae weights/model.safetensors --revision v2",
+        "`huggingface-cli download timm/vit_tiny_patch16_32.mae weights/model.safetensors --revision v2`",
     ] {
         assert!(msg.contains(part), "{part} missing from: {msg}");
     }
@@ -333,7 +333,7 @@ fn an_unreachable_hub_names_repo_revision_and_file_and_where_to_place_the_file()
 }
 
 #[test]
-fn offline_without_the_file_in_the_cache_is_an_error_that_sends_no_request() {
+fn offline_a_missing_file_is_an_error_sending_no_request_and_a_file_placed_by_hand_is_found() {
     let tmp = tempfile::tempdir().unwrap();
     let server = serve(vec![entry(REPO, "model.safetensors", b"x")]);
     let err = hub(&server.endpoint, tmp.path())
@@ -350,6 +350,19 @@ fn offline_without_the_file_in_the_cache_is_an_error_that_sends_no_request() {
         msg.contains("model.safetensors or pytorch_model.bin"),
         "{msg}"
     );
+    assert_eq!(server.hits(), 0);
+
+    // Placed by hand as the error says: found offline.
+    let folder = tmp.path().join("models--timm--vit_tiny_patch16_32.mae");
+    std::fs::create_dir_all(folder.join("snapshots/local")).unwrap();
+    std::fs::write(folder.join("snapshots/local/model.safetensors"), b"by hand").unwrap();
+    std::fs::create_dir_all(folder.join("refs")).unwrap();
+    std::fs::write(folder.join("refs/main"), "local").unwrap();
+    let path = hub(&server.endpoint, tmp.path())
+        .offline(true)
+        .resolve(&spec(&format!("hf:{REPO}")))
+        .unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), b"by hand");
     assert_eq!(server.hits(), 0);
 }
 

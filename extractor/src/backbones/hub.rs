@@ -242,10 +242,10 @@ fn hint(repo: &str, revision: &str, file: &str, cache: &Path) -> String {
     let folder = cache.join(repo_folder(repo));
     let one = file.split(" or ").next().unwrap_or(file);
     format!(
-        "To place it by hand: download {one} (e.g. `huggingface-cli download {repo} {one} --revision {revision}` \
-         on a machine with network, with HF_HOME pointing at a copy of this cache), or copy the file to \
-         {}/snapshots/<COMMIT>/{one} and write <COMMIT> (any name, e.g. `local`) into {}/refs/{revision}; \
-         or pass the file's own path to --weights.",
+        "To place it by hand: run `huggingface-cli download {repo} {one} --revision {revision}` where \
+         there is network, with HF_HOME set as here (then copy that HF_HOME's hub folder to this \
+         machine); or copy the file to {}/snapshots/<COMMIT>/{one} and write <COMMIT> (any name, \
+         e.g. `local`) into {}/refs/{revision}; or pass the file's own path to --weights.",
         folder.display(),
         folder.display()
     )

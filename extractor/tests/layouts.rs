@@ -181,6 +181,28 @@ fn our_native_models_have_the_public_names_and_shapes() {
         names(cfg),
         lists["timm vit_small_patch14_reg4_dinov2.lvd142m"]
     );
+
+    // The CNNs: torchvision's DenseNet-121 (1000 classes) and arcface_torch's IResNet-50, less
+    // the BatchNorm counters, which the loader skips.
+    let public = |list: &str| -> Keys {
+        lists[list]
+            .iter()
+            .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let store = |vs: &tch::nn::VarStore| -> Keys {
+        vs.variables()
+            .into_iter()
+            .map(|(k, t)| (k, t.size()))
+            .collect()
+    };
+    let mut cfg = BackboneConfig::named("densenet121");
+    cfg.num_classes = Some(1000);
+    let d = backbones::DenseNet::new(&cfg, Device::Cpu).unwrap();
+    assert_eq!(store(d.var_store()), public("torchvision densenet121"));
+    let i = backbones::IResNet::new(&BackboneConfig::named("iresnet50"), Device::Cpu).unwrap();
+    assert_eq!(store(i.var_store()), public("arcface_torch iresnet50"));
 }
 
 fn close(got: &Tensor, want: &Tensor, what: &str) {
@@ -229,7 +251,9 @@ fn mapped_checkpoints_compute_what_the_public_modules_compute() {
             }
         }
     }
-    assert_eq!(checked, 3 * 2 + 3 * 2 + 3 + 3 + 1);
+    // hf_dinov2 and _swiglu: 2 files x 3 poolings; _reg: 3; timm MAE: 3; MAE fine-tune: 1;
+    // DenseNet: 1.
+    assert_eq!(checked, 3 * 2 + 3 * 2 + 3 + 3 + 1 + 1);
 }
 
 /// A copy of `src` with each tensor renamed / replaced by `edit` (None drops it).

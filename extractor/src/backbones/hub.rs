@@ -12,8 +12,10 @@
 //! A download goes to `blobs/<etag>.incomplete` and is renamed when its size (and, for LFS
 //! files, whose etag is their sha256, its digest) is checked, then linked from the snapshot
 //! folder: a crash never leaves a half file that looks complete. Large downloads show a progress
-//! bar on stderr. Every error names the repo, revision and file, and says where to place the
-//! file by hand or which `huggingface-cli download` command fetches it.
+//! bar on stderr. Processes that download the same file at once (Slurm array tasks sharing
+//! HF_HOME) each write their own temporary file; the renames leave one complete blob. Every
+//! error names the repo, revision and file, and says where to place the file by hand or which
+//! `huggingface-cli download` command fetches it.
 //!
 //! Choices where huggingface_hub differs or is silent: a file already in the cache for the
 //! revision (`refs/<REVISION>` -> snapshot) is used without asking the server whether the branch
@@ -664,12 +666,17 @@ fn link_blob(blob: &Path, link: &Path) -> std::io::Result<()> {
             }
             rel.push("blobs");
             rel.push(blob.file_name().expect("a blob has a name"));
-            if std::os::unix::fs::symlink(&rel, link).is_ok() {
+            // Another process (a Slurm array task) may have linked it first: that link is as good.
+            if std::os::unix::fs::symlink(&rel, link).is_ok() || link.is_file() {
                 return Ok(());
             }
         }
     }
-    let tmp = link.with_extension("incomplete");
+    let tmp = link.with_file_name(format!(
+        ".{}.{}.incomplete",
+        link.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
     std::fs::copy(blob, &tmp)?;
     std::fs::rename(&tmp, link)
 }

@@ -61,7 +61,9 @@ pub struct ExtractArgs {
     pub output: Option<Output>,
     /// Weights for the single chosen backbone: safetensors, or a PyTorch checkpoint (.pth, .pt,
     /// .bin: a state dict, also under "state_dict", "model" or "module"; read without Python)
-    /// with the public parameter names.
+    /// with the public parameter names or a known public layout (timm, transformers DINOv2,
+    /// torchvision, arcface_torch); or `hf:ORG/REPO[@REVISION][:FILE]` from the Hugging Face hub
+    /// (downloaded once into the HF_HOME cache; HF_ENDPOINT, HF_HUB_OFFLINE honoured).
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Where the backbone runs: auto (CUDA when available), cpu, cuda, cuda:N.

@@ -76,7 +76,9 @@ pub enum Ffn {
 pub struct BackboneConfig {
     /// Architecture name (see the type docs), recorded as the cache's `backbone` attribute.
     pub name: String,
-    /// Safetensors file with the public parameter names; without it, a seeded random init.
+    /// Weights file (safetensors or a PyTorch checkpoint) with the public parameter names or a
+    /// known public layout, or `hf:ORG/REPO[@REVISION][:FILE]` from the Hugging Face hub (see
+    /// [`super::hub`]); without it, a seeded random init.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<PathBuf>,
     /// Seed of the random initialisation used when there are no weights (`weights = "seed:N"`).

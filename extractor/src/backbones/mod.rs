@@ -4,8 +4,10 @@
 //! [`BackboneConfig`] into one: native tch re-implementations of IResNet ([`iresnet`], insightface
 //! arcface_torch names), DenseNet ([`densenet`], torchvision names) and the ViT family ([`vit`]:
 //! MAE ViT-B/16 and DINOv2 ViT/14 with timm names), a TorchScript module ([`torchscript`]), or
-//! HOG ([`hog`]). Weights are safetensors files with the public parameter names ([`weights`]);
-//! without one, a backbone is a fixed-seed random initialisation. Each backbone applies its own
+//! HOG ([`hog`]). Weights are safetensors files or PyTorch checkpoints with the public parameter
+//! names ([`weights`]) or those of a known public layout, mapped at load ([`layouts`]), possibly
+//! fetched from the Hugging Face hub as `hf:ORG/REPO[@REV][:FILE]` ([`hub`]); without one, a
+//! backbone is a fixed-seed random initialisation. Each backbone applies its own
 //! normalisation and runs in eval mode (BatchNorm with running statistics). The CNN backbones
 //! return either their pooled vector or, with `output = "map"` ([`Output`]), their last spatial
 //! feature map as `[H*W, C]` tokens ([`map_tokens`]); the map is recorded in the preprocessing
@@ -18,7 +20,9 @@
 pub mod config;
 pub mod densenet;
 pub mod hog;
+pub mod hub;
 pub mod iresnet;
+pub mod layouts;
 pub mod pth;
 pub mod torchscript;
 pub mod vit;
@@ -192,10 +196,11 @@ pub(crate) fn normalised_meta(
     Ok((norm, meta))
 }
 
-/// Reads the header and hash of `cfg.weights`, if set.
+/// Reads the header and hash of `cfg.weights`, if set (an `hf:ORG/REPO[@REV][:FILE]` spec is
+/// first resolved to its file in the hub cache, downloading it once: [`hub`]).
 pub(crate) fn open_weights(cfg: &BackboneConfig) -> anyhow::Result<Option<WeightsFile>> {
     Ok(match &cfg.weights {
-        Some(p) => Some(WeightsFile::open(p)?),
+        Some(p) => Some(WeightsFile::open(&hub::resolve_weights(p)?)?),
         None => None,
     })
 }

@@ -18,7 +18,10 @@
 //! count, layer scale and the MLP kind and width are read from the checkpoint. If the
 //! checkpoint's patch grid differs from `input_size / patch_size` (DINOv2 checkpoints are 518 px),
 //! `pos_embed` is resampled once at load exactly as timm's `resample_abs_pos_embed` (bicubic,
-//! antialiased, align_corners false).
+//! antialiased, align_corners false). A `vit_b16` checkpoint with a final `norm` and no
+//! `fc_norm` (timm's `vit_base_patch16_224.mae`, MAE's pre-trained encoder) is run as timm runs
+//! it: `norm` on every token, then the pooling (for `mean`: the mean of the normalised patch
+//! tokens, as timm's `global_pool = "avg"` without `fc_norm`).
 //!
 //! What it does not: dynamic image sizes per batch, patch dropout, or classification heads.
 
@@ -72,6 +75,9 @@ pub struct VitSpec {
     pub pos_has_prefix: bool,
     /// Patch grid side `pos_embed` is stored at (the checkpoint's; else `input_size / patch`).
     pub pos_grid: i64,
+    /// Whether the final LayerNorm is `norm`, applied to every token before pooling (DINOv2,
+    /// and MAE checkpoints without `fc_norm`), rather than MAE's `fc_norm` after pooling.
+    pub norm_tokens: bool,
 }
 
 /// Published sizes: (style, embed_dim, depth, heads, mlp_ratio, patch, ffn).
@@ -190,6 +196,9 @@ impl VitSpec {
             input_size,
             pos_has_prefix,
             pos_grid,
+            norm_tokens: style == Style::Dinov2
+                || weights
+                    .is_some_and(|w| w.contains("norm.weight") && !w.contains("fc_norm.weight")),
         })
     }
 
@@ -341,13 +350,7 @@ impl Net {
             reg_token: (s.registers > 0).then(|| p.var("reg_token", &[1, s.registers, d], token)),
             pos_var: p.var("pos_embed", &[1, pos_rows, d], token),
             blocks,
-            norm: layer_norm(
-                p / if s.style == Style::Mae {
-                    "fc_norm"
-                } else {
-                    "norm"
-                },
-            ),
+            norm: layer_norm(p / if s.norm_tokens { "norm" } else { "fc_norm" }),
         }
     }
 
@@ -394,12 +397,12 @@ impl Net {
         }
         let first = 1 + s.registers;
         let n = x.size()[1] - first;
-        match (s.style, s.pooling) {
-            (Style::Mae, Pooling::Mean) => {
+        match (s.norm_tokens, s.pooling) {
+            (false, Pooling::Mean) => {
                 self.norm
                     .forward(&x.narrow(1, first, n).mean_dim(1, false, Kind::Float))
             }
-            (Style::Dinov2, Pooling::Mean) => {
+            (true, Pooling::Mean) => {
                 self.norm
                     .forward(&x)
                     .narrow(1, first, n)

@@ -10,6 +10,13 @@
 //! mis-shaped tensor with its shapes and names the file. [`seeded`] builds a model's variables
 //! from a fixed seed, reproducibly, whatever the target device.
 //!
+//! A file in a known public layout that is not ours (transformers DINOv2, old torchvision
+//! DenseNet keys; see [`super::layouts`]) is recognised at open: its names and shapes are
+//! presented as ours (builders size models from them as from a native file) and its tensors are
+//! renamed, concatenated or folded at load. A mismatch also names the closest known layout and
+//! how many of the file's names fit it; a mapped tensor that does not fit names the layout and
+//! the file's tensors it came from.
+//!
 //! What it does not: know any architecture (builders pass the names they ignore), or accept a
 //! checkpoint that pickles anything but tensors and plain data (see [`super::pth`]).
 
@@ -19,6 +26,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::layouts::{self, Mapping, Source};
 use super::pth::PthError;
 use sha2::{Digest, Sha256};
 use tch::{nn::VarStore, Device, Tensor};
@@ -58,19 +66,35 @@ pub enum WeightsError {
         /// `module.name` of each global outside the allowed list.
         globals: Vec<String>,
     },
+    /// A file in a known layout whose tensors do not fit together after mapping.
+    #[error("{path}: the file's names follow {layout}, but {tensor} cannot be made from them: {why}; the file is not a complete {layout} checkpoint")]
+    Layout {
+        /// The weights file.
+        path: PathBuf,
+        /// The layout recognised.
+        layout: String,
+        /// Our tensor name.
+        tensor: String,
+        /// What does not fit.
+        why: String,
+    },
     /// Names or shapes do not match the model built from the config.
-    #[error("{}", mismatch_message(.path, .model, .missing, .unexpected, .misshaped))]
+    #[error("{}", mismatch_message(.path, .model, .missing, .unexpected, .misshaped, .layout))]
     Mismatch {
         /// The weights file.
         path: PathBuf,
-        /// The backbone the config built.
-        model: String,
+        /// The backbone the config built (boxed, as `layout`: keeps the error small).
+        model: Box<str>,
         /// Tensors the model has and the file lacks: (name, model shape).
         missing: Vec<(String, Vec<i64>)>,
         /// Tensors the file has and the model lacks: (name, file shape).
         unexpected: Vec<(String, Vec<i64>)>,
         /// Tensors in both with different shapes: (name, model shape, file shape).
         misshaped: Vec<(String, Vec<i64>, Vec<i64>)>,
+        /// Which layout the file's names were mapped from (and from which file tensors each
+        /// mis-shaped one came), or the closest known layout of an unmapped file (boxed: keeps
+        /// the error small).
+        layout: Box<String>,
     },
 }
 
@@ -80,6 +104,7 @@ fn mismatch_message(
     missing: &[(String, Vec<i64>)],
     unexpected: &[(String, Vec<i64>)],
     misshaped: &[(String, Vec<i64>, Vec<i64>)],
+    layout: &str,
 ) -> String {
     let mut s = format!(
         "{}: weights do not match backbone `{model}` ({} missing, {} unexpected, {} mis-shaped)",
@@ -99,6 +124,9 @@ fn mismatch_message(
             s,
             "\n  mis-shaped  {name}: model {model_shape:?}, file {file_shape:?}"
         );
+    }
+    if !layout.is_empty() {
+        let _ = write!(s, "\n{layout}");
     }
     s.push_str(
         "\nCheck the backbone name and its size overrides (layers, width, embed_dim, depth, \
@@ -144,6 +172,12 @@ pub struct WeightsFile {
     format: WeightsFormat,
     tensors: BTreeMap<String, TensorMeta>,
     sha256: String,
+    /// The file's own names (after a `module.` prefix is removed).
+    raw_names: Vec<String>,
+    /// Whether every name in the file had a `module.` prefix (removed).
+    module_prefix: bool,
+    /// Our names -> the file's, for a file in a non-native known layout.
+    mapping: Option<Mapping>,
 }
 
 impl WeightsFile {
@@ -164,12 +198,7 @@ impl WeightsFile {
                     )
                 })
                 .collect();
-            return Ok(Self {
-                path: path.to_path_buf(),
-                format: WeightsFormat::Pth,
-                tensors,
-                sha256: file_sha256(path)?,
-            });
+            return Self::with_layout(path, WeightsFormat::Pth, tensors, file_sha256(path)?);
         }
         let io = |cause| WeightsError::Io {
             path: path.to_path_buf(),
@@ -213,12 +242,87 @@ impl WeightsFile {
             )));
         }
         let sha256 = file_sha256(path)?;
+        Self::with_layout(path, WeightsFormat::Safetensors, tensors, sha256)
+    }
+
+    /// Removes a `module.` prefix, recognises the layout and presents the names as ours.
+    fn with_layout(
+        path: &Path,
+        format: WeightsFormat,
+        raw: BTreeMap<String, TensorMeta>,
+        sha256: String,
+    ) -> Result<Self, WeightsError> {
+        let module_prefix = !raw.is_empty() && raw.keys().all(|k| k.starts_with("module."));
+        let raw: BTreeMap<String, TensorMeta> = raw
+            .into_iter()
+            .map(|(k, m)| match module_prefix {
+                true => (k["module.".len()..].to_string(), m),
+                false => (k, m),
+            })
+            .collect();
+        let raw_names: Vec<String> = raw.keys().cloned().collect();
+        let mapping = layouts::recognise(&raw_names);
+        let tensors = match &mapping {
+            None => raw,
+            Some(m) => {
+                let mut out = BTreeMap::new();
+                for (ours, src) in &m.names {
+                    let shape =
+                        src.shape(|n| raw.get(n).map(|t| t.shape.clone()))
+                            .map_err(|why| WeightsError::Layout {
+                                path: path.to_path_buf(),
+                                layout: m.layout.to_string(),
+                                tensor: ours.clone(),
+                                why,
+                            })?;
+                    let dtype = raw[src.inputs()[0]].dtype.clone();
+                    out.insert(ours.clone(), TensorMeta { dtype, shape });
+                }
+                out
+            }
+        };
         Ok(Self {
             path: path.to_path_buf(),
-            format: WeightsFormat::Safetensors,
+            format,
             tensors,
             sha256,
+            raw_names,
+            module_prefix,
+            mapping,
         })
+    }
+
+    /// The known layout the file's names were mapped from, if not native.
+    pub fn layout(&self) -> Option<&str> {
+        self.mapping.as_ref().map(|m| m.layout)
+    }
+
+    /// The file's own tensor names (a `module.` prefix removed), before any layout mapping.
+    pub fn file_names(&self) -> &[String] {
+        &self.raw_names
+    }
+
+    /// The note a mismatch ends with: the mapped layout, or the closest known one.
+    fn layout_note(&self) -> String {
+        match &self.mapping {
+            Some(m) => format!(
+                "The file's names follow {} and were mapped onto the model's (names above are the model's).",
+                m.layout
+            ),
+            None => {
+                let (name, n, total) = layouts::closest(self.raw_names.iter().map(String::as_str));
+                format!("closest known layout: {name} ({n} of {total} names match)")
+            }
+        }
+    }
+
+    /// For a mapped file, `name (from a + b)`; else `name`.
+    fn describe(&self, name: &str) -> String {
+        match self.mapping.as_ref().and_then(|m| m.names.get(name)) {
+            Some(Source::Rename(n)) if n == name => name.to_string(),
+            Some(src) => format!("{name} (from {})", src.inputs().join(" + ")),
+            None => name.to_string(),
+        }
     }
 
     /// The file's path.
@@ -282,7 +386,7 @@ impl WeightsFile {
             match self.tensors.get(name) {
                 None => missing.push((name.clone(), var.size())),
                 Some(meta) if meta.shape != var.size() => {
-                    misshaped.push((name.clone(), var.size(), meta.shape.clone()))
+                    misshaped.push((self.describe(name), var.size(), meta.shape.clone()))
                 }
                 Some(_) => {}
             }
@@ -298,10 +402,11 @@ impl WeightsFile {
             misshaped.sort();
             return Err(WeightsError::Mismatch {
                 path: self.path.clone(),
-                model: model.to_string(),
+                model: model.into(),
                 missing,
                 unexpected,
                 misshaped,
+                layout: Box::new(self.layout_note()),
             });
         }
         let loaded = match self.format {
@@ -314,11 +419,26 @@ impl WeightsFile {
             }
         };
         let _guard = tch::no_grad_guard();
-        for (name, src) in loaded {
-            if let Some(var) = vars.get(&name) {
-                let mut var = var.shallow_clone();
-                var.copy_(&src.to_kind(var.kind()).to_device(var.device()));
-            }
+        let loaded: std::collections::HashMap<String, Tensor> = loaded
+            .into_iter()
+            .map(|(name, t)| match name.strip_prefix("module.") {
+                Some(rest) if self.module_prefix => (rest.to_string(), t),
+                _ => (name, t),
+            })
+            .collect();
+        for (name, var) in &vars {
+            let src = match self.mapping.as_ref().and_then(|m| m.names.get(name)) {
+                Some(src) => src.build(|n| loaded.get(n).map(Tensor::shallow_clone)),
+                None => loaded.get(name).map(Tensor::shallow_clone),
+            };
+            let src = src.ok_or_else(|| WeightsError::Layout {
+                path: self.path.clone(),
+                layout: self.layout().unwrap_or("native names").to_string(),
+                tensor: name.clone(),
+                why: "its tensor is listed in the header but not in the data".into(),
+            })?;
+            let mut var = var.shallow_clone();
+            var.copy_(&src.to_kind(var.kind()).to_device(var.device()));
         }
         Ok(())
     }

@@ -97,6 +97,9 @@ pub struct TrainConfig {
     /// How the training videos are dealt into the folds of `fold`: `round-robin` by id or
     /// `frames` (folds of similar frame counts).
     pub fold_scheme: crate::data::folds::FoldRule,
+    /// Pseudo-labels: a predictions folder whose outputs fill the invalid labels of the
+    /// training videos (`crate::data::pseudo`); none by default.
+    pub pseudo_labels: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -136,6 +139,7 @@ impl Default for TrainConfig {
             polarity_epochs: 0,
             fold: None,
             fold_scheme: Default::default(),
+            pseudo_labels: None,
         }
     }
 }

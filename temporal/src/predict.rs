@@ -32,7 +32,8 @@ pub struct PredictArgs {
     /// Which checkpoint of the run.
     #[arg(long, value_enum, default_value = "best")]
     pub checkpoint: Checkpoint,
-    /// Which split: the validation videos, or the held-out test list.
+    /// Which split: the validation videos, the held-out test list, or the official training
+    /// videos (for another run's `train --pseudo-labels`).
     #[arg(long, value_enum, default_value = "validation")]
     pub split: Split,
     /// Output folder for `<video>.csv` [default: <run>/predictions/<split>].
@@ -67,9 +68,6 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     }
     if let Some(d) = &args.device {
         cfg.device = d.clone();
-    }
-    if args.split == Split::Train {
-        bail!("--split train: score the validation or test split");
     }
     let out = args
         .out

@@ -152,6 +152,12 @@ pub struct TrainArgs {
     /// (folds of similar frame counts, the ABAW7 task-queries recipe) [default: round-robin].
     #[arg(long, value_enum, value_name = "RULE")]
     pub fold_scheme: Option<FoldRule>,
+    /// Fill the invalid labels of the training videos from this predictions folder (another
+    /// run's `temporal predict --split train` output): VA as predicted, the expression argmax,
+    /// AUs at probability >= 0.5; valid labels and the validation videos are never changed
+    /// [default: off].
+    #[arg(long, value_name = "PREDS")]
+    pub pseudo_labels: Option<PathBuf>,
 }
 
 /// The general training options of `temporal train` (optimizer, schedule, staged training).
@@ -261,6 +267,9 @@ impl TrainArgs {
         }
         if let Some(rule) = self.fold_scheme {
             c.fold_scheme = rule;
+        }
+        if self.pseudo_labels.is_some() {
+            c.pseudo_labels = self.pseudo_labels.clone();
         }
         if let Some(s) = &sweep_file {
             let index = match self.sweep_index {
@@ -797,6 +806,27 @@ pub fn labelled_splits(cfg: &TrainConfig) -> Result<(SplitLabels, SplitLabels)> 
     let mut validation = SplitLabels::load(&cfg.data, Split::Validation)?;
     if let Some(fold) = cfg.fold {
         apply_fold(&mut train, &mut validation, fold, cfg.fold_scheme)?;
+    }
+    if let Some(preds) = &cfg.pseudo_labels {
+        let done = crate::data::pseudo::fill(&mut train, preds)?;
+        tracing::info!(
+            "pseudo-labels from {}: filled VA on {} frames, expression on {}, AUs on {}; {} \
+             frames without a prediction row",
+            preds.display(),
+            done.va,
+            done.expr,
+            done.au,
+            done.frames_without_prediction
+        );
+        if !done.videos_without_predictions.is_empty() {
+            tracing::warn!(
+                "pseudo-labels: {} has no predictions for {} training video(s) (e.g. {}); their \
+                 labels are left as they are",
+                preds.display(),
+                done.videos_without_predictions.len(),
+                done.videos_without_predictions[0]
+            );
+        }
     }
     Ok((train, validation))
 }

@@ -4,7 +4,8 @@
 //! the chosen feature sets of each video and joins them by frame number into one contiguous
 //! tensor per split ([`join::SplitData`]); [`normalise`] holds the training split's per-dimension
 //! statistics; [`streams`] cuts the videos into segments dealt over B parallel streams;
-//! [`folds`] re-splits the labelled videos for k-fold cross-validation; [`resample`] picks the
+//! [`folds`] re-splits the labelled videos for k-fold cross-validation; [`pseudo`] fills the
+//! training split's invalid labels from another model's predictions; [`resample`] picks the
 //! training frames of an epoch of a frame-level model. Nothing here knows
 //! about models or losses.
 
@@ -12,6 +13,7 @@ pub mod folds;
 pub mod join;
 pub mod labels;
 pub mod normalise;
+pub mod pseudo;
 pub mod resample;
 pub mod streams;
 

@@ -19,7 +19,9 @@ pub mod config;
 pub mod densenet;
 pub mod hog;
 pub mod iresnet;
+pub mod mobilenet;
 pub mod pth;
+pub mod resnet;
 pub mod torchscript;
 pub mod vit;
 pub mod weights;
@@ -27,6 +29,8 @@ pub mod weights;
 pub use config::{BackboneConfig, Family, Ffn, Output, Pooling, BUILTIN_NAMES};
 pub use densenet::DenseNet;
 pub use iresnet::IResNet;
+pub use mobilenet::MobileNetV2;
+pub use resnet::ResNet;
 pub use torchscript::TorchScript;
 pub use vit::Vit;
 pub use weights::{WeightsError, WeightsFile};
@@ -90,6 +94,8 @@ pub fn build(cfg: &BackboneConfig, device: Device) -> anyhow::Result<Box<dyn Bac
     Ok(match cfg.family()? {
         Family::IResNet => Box::new(iresnet::IResNet::new(cfg, device)?),
         Family::DenseNet => Box::new(densenet::DenseNet::new(cfg, device)?),
+        Family::ResNet => Box::new(resnet::ResNet::new(cfg, device)?),
+        Family::MobileNetV2 => Box::new(mobilenet::MobileNetV2::new(cfg, device)?),
         Family::MaeVit | Family::Dinov2 => Box::new(vit::Vit::new(cfg, device)?),
         Family::TorchScript => Box::new(torchscript::TorchScript::new(cfg, device)?),
         Family::Hog => Box::new(hog::Hog::new(cfg)?),

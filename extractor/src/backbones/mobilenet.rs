@@ -120,12 +120,11 @@ struct ConvBn {
 
 impl ConvBn {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let y = self.bn.forward_t(&self.conv.forward(x), false);
+        let mut y = self.bn.forward_t(&self.conv.forward(x), false);
         if self.relu6 {
-            y.clamp(0.0, 6.0)
-        } else {
-            y
+            let _ = y.clamp_(0.0, 6.0);
         }
+        y
     }
 }
 

@@ -149,9 +149,11 @@ fn mobilenet_v2_matches_torchvision_pooled_and_as_a_map() {
 
 #[test]
 fn mobilenet_v2_reads_timm_names_to_the_same_outputs() {
-    parity("mobilenet_v2_timm_small");
-    let timm = MobileNetV2::new(&config(&case("mobilenet_v2_timm_small")), Device::Cpu).unwrap();
-    let names = timm.var_store().variables();
+    let timm = parity("mobilenet_v2_timm_small");
+    let tv = parity("mobilenet_v2_small");
+    assert_eq!(timm.preprocessing(), tv.preprocessing());
+    let net = MobileNetV2::new(&config(&case("mobilenet_v2_timm_small")), Device::Cpu).unwrap();
+    let names = net.var_store().variables();
     assert!(
         names.contains_key("conv_stem.weight") && names.contains_key("blocks.1.1.conv_pwl.weight")
     );

@@ -38,7 +38,8 @@ pub enum Output {
     Pooled,
     /// The last spatial feature map as tokens, row-major over (h, w): `[H*W, C]` per frame
     /// (IResNet: the `bn2` output, `[49, 512]` at 112 px; DenseNet-121: `features.norm5` + ReLU,
-    /// `[49, 1024]` at 224 px).
+    /// `[49, 1024]` at 224 px; ResNet: the `layer4` output, `[49, 512]` or `[49, 2048]`;
+    /// MobileNetV2: the head's output, `[49, 1280]`; DenseNet-201: `[49, 1920]`).
     Map,
 }
 

@@ -301,14 +301,11 @@ impl MobileNetV2 {
             device,
         )?;
         if output == Output::Map {
-            let layer = match naming {
-                Naming::TorchVision => "features",
-                Naming::Timm => "bn2 + ReLU6",
-            };
+            // One text for both namings: the same network writes the same features.
             meta.preprocessing = format!(
                 "{}; {}",
                 meta.preprocessing,
-                map_description(side, side, layer)
+                map_description(side, side, "head 1x1 conv + BN + ReLU6")
             );
         }
         convs_channels_last(&vs);

@@ -25,7 +25,7 @@ pub enum Pooling {
     Tokens,
 }
 
-/// What a CNN backbone (IResNet, DenseNet) writes per frame.
+/// What a CNN backbone (IResNet, DenseNet, ResNet, MobileNetV2) writes per frame.
 ///
 /// Every other backbone has only `pooled` (HOG and TorchScript return what they compute; the ViT
 /// family chooses its tokens with [`Pooling`]).

@@ -318,7 +318,7 @@ impl MobileNetV2 {
         })
     }
 
-    /// The last spatial map of `images` (`[N,3,S,S]` RGB in [0,1]) as `[N, H*W, C]` tokens,
+    /// The last spatial map of `images` (`[N,3,S,S]` RGB in `[0, 1]`) as `[N, H*W, C]` tokens,
     /// row-major over (h, w), whatever the configured output.
     pub fn forward_map(&self, images: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();

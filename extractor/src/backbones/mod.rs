@@ -2,9 +2,10 @@
 //!
 //! What it does: defines the [`Backbone`] trait the extractor drives, and [`build`], which turns a
 //! [`BackboneConfig`] into one: native tch re-implementations of IResNet ([`iresnet`], insightface
-//! arcface_torch names), DenseNet ([`densenet`], torchvision names) and the ViT family ([`vit`]:
-//! MAE ViT-B/16 and DINOv2 ViT/14 with timm names), a TorchScript module ([`torchscript`]), or
-//! HOG ([`hog`]). Weights are safetensors files with the public parameter names ([`weights`]);
+//! arcface_torch names), DenseNet ([`densenet`], torchvision names), ResNet ([`resnet`],
+//! torchvision / timm names), MobileNetV2 ([`mobilenet`], torchvision or timm names) and the ViT
+//! family ([`vit`]: MAE ViT-B/16 and DINOv2 ViT/14 with timm names), a TorchScript module
+//! ([`torchscript`]), or HOG ([`hog`]). Weights are safetensors files with the public parameter names ([`weights`]);
 //! without one, a backbone is a fixed-seed random initialisation. Each backbone applies its own
 //! normalisation and runs in eval mode (BatchNorm with running statistics). The CNN backbones
 //! return either their pooled vector or, with `output = "map"` ([`Output`]), their last spatial

@@ -240,7 +240,7 @@ impl ResNet {
         })
     }
 
-    /// The `layer4` output of `images` (`[N,3,S,S]` RGB in [0,1]) as `[N, H*W, C]` tokens,
+    /// The `layer4` output of `images` (`[N,3,S,S]` RGB in `[0, 1]`) as `[N, H*W, C]` tokens,
     /// row-major over (h, w), whatever the configured output.
     pub fn forward_map(&self, images: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();

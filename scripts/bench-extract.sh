@@ -19,6 +19,10 @@
 #
 # Environment: THREADS (2), BATCH (64), REPS (3), MODELS ("iresnet50:256 densenet121:256
 # vit_b16:128" = backbone:frames, frames a multiple of 64 and at least 2 batches), PEER.
+# The torchvision backbones (resnet18|34|50|101|152, mobilenet_v2, densenet201, regnet_x|y_400mf|
+# 800mf, efficientnet_b0|b2), which the shared peer does not have, are timed against
+# scripts/bench/torch_backbone_ref.py (BACKBONE_PEER), which runs the shared peer's pipeline with
+# torchvision's modules: e.g. MODELS="resnet50:256 mobilenet_v2:256" bash scripts/bench-extract.sh
 # Results: target/bench/extract/{results.jsonl,table.md}; frames cached in target/bench/frames.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +32,7 @@ BATCH=${BATCH:-64}
 REPS=${REPS:-3}
 MODELS=${MODELS:-"iresnet50:256 densenet121:256 vit_b16:128"}
 PEER=${PEER:-../shared/peers/torch_extract_ref.py}
+BACKBONE_PEER=${BACKBONE_PEER:-scripts/bench/torch_backbone_ref.py}
 FRAMES_PER_VIDEO=64
 BENCH=target/bench
 FRAMES=$BENCH/frames
@@ -65,9 +70,19 @@ if awk -v l="$load1" 'BEGIN { exit !(l > 1.0) }'; then
     "numbers will be low and noisy (compare medians, rerun when the machine is idle)"
 fi
 
+# The peer that has a model: the shared one for its own four, ours for the torchvision ones
+# (it imports the shared peer from $PEER, so both time the same pipeline).
+peer_for() {
+  case "$1" in
+    iresnet50 | iresnet100 | densenet121 | vit_b16) echo "$PEER" ;;
+    *) echo "$BACKBONE_PEER" ;;
+  esac
+}
+
 for spec in $MODELS; do
   model=${spec%%:*}
   n=${spec##*:}
+  model_peer=$(peer_for "$model")
   if [ $((n % FRAMES_PER_VIDEO)) -ne 0 ] || [ "$n" -le 0 ]; then
     say "MODELS: $spec: the frame count must be a positive multiple of $FRAMES_PER_VIDEO"
     exit 1
@@ -77,8 +92,8 @@ for spec in $MODELS; do
     head -n $((n / FRAMES_PER_VIDEO)) | paste -sd, -)
 
   for r in $(seq 1 "$REPS"); do
-    say "$model round $r/$REPS: peer ($n frames, batch $BATCH, $THREADS threads)"
-    peer_json=$("$PY" "$PEER" --models "$model" --limit "$n" --reps 1 --batch "$BATCH" \
+    say "$model round $r/$REPS: peer $(basename "$model_peer") ($n frames, batch $BATCH, $THREADS threads)"
+    peer_json=$(SHARED_PEER="$PEER" "$PY" "$model_peer" --models "$model" --limit "$n" --reps 1 --batch "$BATCH" \
       --threads "$THREADS" --frames-dir "$FRAMES" --out-dir "$OUT/peer" | tail -n 1)
 
     say "$model round $r/$REPS: ours, pipeline (extractor extract --videos $videos)"

@@ -52,11 +52,12 @@ pub struct ExtractArgs {
     /// `[extract] backbones`, else `hog`].
     #[arg(long = "backbone", value_name = "NAME")]
     pub backbones: Vec<String>,
-    /// What a CNN backbone (iresnet18|34|50|100, densenet121) writes per frame. Overrides the
-    /// sets' `output`; when that changes what a set writes, its cache folder is `<set>-map` (or
-    /// `<set>-pooled`), so pooled and map features never mix: `--backbone iresnet50 --output
-    /// map` writes `<out>/iresnet50-map/`. Other backbones have no spatial map: an error (a ViT
-    /// set has `pooling = "tokens"` instead) [default: the set's `output`, else pooled].
+    /// What a CNN backbone (iresnet*, densenet*, resnet*, mobilenet_v2) writes per frame.
+    /// Overrides the sets' `output`; when that changes what a set writes, its cache folder is
+    /// `<set>-map` (or `<set>-pooled`), so pooled and map features never mix: `--backbone
+    /// iresnet50 --output map` writes `<out>/iresnet50-map/`. Other backbones have no spatial
+    /// map: an error (a ViT set has `pooling = "tokens"` instead) [default: the set's `output`,
+    /// else pooled].
     #[arg(long, value_enum, value_name = "pooled|map")]
     pub output: Option<Output>,
     /// Weights for the single chosen backbone: safetensors, or a PyTorch checkpoint (.pth, .pt,

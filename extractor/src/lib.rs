@@ -2,8 +2,8 @@
 //!
 //! What it does: finds the videos under a data root ([`sources`]: frame folders and video files),
 //! decodes and resizes their frames on as many threads as the measured rates ask for
-//! ([`pipeline`]), runs a backbone ([`backbones`]: IResNet, DenseNet, ViT, TorchScript,
-//! HOG) in batches on the CPU or a GPU, and writes one crash-safe cache file per video
+//! ([`pipeline`]), runs a backbone ([`backbones`]: IResNet, DenseNet, ResNet, MobileNetV2, ViT,
+//! TorchScript, HOG) in batches on the CPU or a GPU, and writes one crash-safe cache file per video
 //! ([`extract`]), optionally one shard of the videos ([`shard`]); [`inspect`] summarises a cache;
 //! [`sample_data`] writes the synthetic Aff-Wild2 sample.
 //!

@@ -513,12 +513,12 @@ fn configs_parse_from_toml_and_reject_foreign_fields() {
         .to_string();
     assert!(msg.contains("`vit_b16`") && msg.contains("layers"), "{msg}");
 
-    let msg = backbones::build(&BackboneConfig::named("resnet50"), Device::Cpu)
+    let msg = backbones::build(&BackboneConfig::named("resnet51"), Device::Cpu)
         .err()
         .unwrap()
         .to_string();
     assert!(
-        msg.contains("unknown backbone `resnet50`") && msg.contains("iresnet100"),
+        msg.contains("unknown backbone `resnet51`") && msg.contains("iresnet100"),
         "{msg}"
     );
     assert!(backbones::is_builtin("dinov2_vitg14"));

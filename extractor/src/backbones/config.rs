@@ -25,7 +25,7 @@ pub enum Pooling {
     Tokens,
 }
 
-/// What a CNN backbone (IResNet, DenseNet) writes per frame.
+/// What a CNN backbone (IResNet, DenseNet, ResNet, MobileNetV2) writes per frame.
 ///
 /// Every other backbone has only `pooled` (HOG and TorchScript return what they compute; the ViT
 /// family chooses its tokens with [`Pooling`]).
@@ -38,7 +38,8 @@ pub enum Output {
     Pooled,
     /// The last spatial feature map as tokens, row-major over (h, w): `[H*W, C]` per frame
     /// (IResNet: the `bn2` output, `[49, 512]` at 112 px; DenseNet-121: `features.norm5` + ReLU,
-    /// `[49, 1024]` at 224 px).
+    /// `[49, 1024]` at 224 px; ResNet: the `layer4` output, `[49, 512]` or `[49, 2048]`;
+    /// MobileNetV2: the head's output, `[49, 1280]`; DenseNet-201: `[49, 1920]`).
     Map,
 }
 
@@ -65,7 +66,8 @@ pub enum Ffn {
 
 /// One backbone: a built-in architecture name plus optional weights and overrides.
 ///
-/// Built-in names: `iresnet18|34|50|100`, `densenet121`, `vit_b16` (MAE), `dinov2_vits14|vitb14|
+/// Built-in names: `iresnet18|34|50|100`, `densenet121|201`, `resnet18|34|50|101|152`,
+/// `mobilenet_v2`, `vit_b16` (MAE), `dinov2_vits14|vitb14|
 /// vitl14|vitg14`, `hog`, and `torchscript:<file>`. Every override is optional; unset ones take
 /// the architecture's published value. The overrides exist so that small variants run through the
 /// very same code in tests and demos. With `weights`, sizes the checkpoint determines (e.g. the
@@ -87,10 +89,12 @@ pub struct BackboneConfig {
     /// Square input side in pixels (112 for IResNet, 224 for the others, declared for TorchScript).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_size: Option<u32>,
-    /// IResNet: residual blocks per stage, e.g. `[3, 4, 14, 3]` for iresnet50.
+    /// IResNet, ResNet: residual blocks per stage, e.g. `[3, 4, 14, 3]` for iresnet50, `[3, 4,
+    /// 6, 3]` for resnet50; MobileNetV2: the 7 stage repeat counts (`[1, 2, 3, 4, 3, 3, 1]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<usize>>,
-    /// IResNet: channels of the first stage (64 in arcface_torch; stages use 1x, 2x, 4x, 8x).
+    /// IResNet, ResNet: channels of the first stage (64; stages use 1x, 2x, 4x, 8x);
+    /// MobileNetV2: stem channels (32), i.e. torchvision's `width_mult = width / 32`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<i64>,
     /// DenseNet: growth rate (32 for DenseNet-121).
@@ -102,8 +106,9 @@ pub struct BackboneConfig {
     /// DenseNet: channels of the stem convolution (64 for DenseNet-121).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_features: Option<i64>,
-    /// DenseNet: outputs of the `classifier` Linear (342 by default, as the ABAW reference);
-    /// 0 means no classifier: the output is the pooled features (1024 for DenseNet-121).
+    /// DenseNet: outputs of the `classifier` Linear (densenet121: 342 by default, as the ABAW
+    /// reference; densenet201: 0 by default); 0 means no classifier: the output is the pooled
+    /// features (1024 for DenseNet-121, 1920 for DenseNet-201).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_classes: Option<i64>,
     /// ViT: token width (768 for ViT-B).
@@ -134,7 +139,7 @@ pub struct BackboneConfig {
     /// ViT: feed-forward kind (`gelu`; `swiglu` for DINOv2 ViT-g/14).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ffn: Option<Ffn>,
-    /// IResNet, DenseNet: `pooled` (default) or `map`, the last spatial feature map as
+    /// IResNet, DenseNet, ResNet, MobileNetV2: `pooled` (default) or `map`, the last spatial feature map as
     /// `[H*W, C]` tokens (see [`Output`]). `extractor extract --output` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Output>,
@@ -161,8 +166,12 @@ pub struct BackboneConfig {
 pub enum Family {
     /// `iresnet18|34|50|100`.
     IResNet,
-    /// `densenet121`.
+    /// `densenet121`, `densenet201`.
     DenseNet,
+    /// `resnet18|34|50|101|152` (torchvision).
+    ResNet,
+    /// `mobilenet_v2` (torchvision).
+    MobileNetV2,
     /// `vit_b16` (MAE).
     MaeVit,
     /// `dinov2_vits14|vitb14|vitl14|vitg14`.
@@ -180,6 +189,13 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "iresnet50",
     "iresnet100",
     "densenet121",
+    "densenet201",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "mobilenet_v2",
     "vit_b16",
     "dinov2_vits14",
     "dinov2_vitb14",
@@ -202,7 +218,9 @@ impl BackboneConfig {
         let n = self.name.as_str();
         Ok(match n {
             "iresnet18" | "iresnet34" | "iresnet50" | "iresnet100" => Family::IResNet,
-            "densenet121" => Family::DenseNet,
+            "densenet121" | "densenet201" => Family::DenseNet,
+            "resnet18" | "resnet34" | "resnet50" | "resnet101" | "resnet152" => Family::ResNet,
+            "mobilenet_v2" => Family::MobileNetV2,
             "vit_b16" => Family::MaeVit,
             "dinov2_vits14" | "dinov2_vitb14" | "dinov2_vitl14" | "dinov2_vitg14" => Family::Dinov2,
             "hog" => Family::Hog,
@@ -227,7 +245,7 @@ impl BackboneConfig {
         let family = self.family()?;
         if self.output() == Output::Map {
             let instead = match family {
-                Family::IResNet | Family::DenseNet => None,
+                Family::IResNet | Family::DenseNet | Family::ResNet | Family::MobileNetV2 => None,
                 Family::MaeVit | Family::Dinov2 => Some(
                     "a ViT has patch tokens instead of a spatial map: set `pooling = \"tokens\"` \
                      in its feature set ([patches, dim] per frame) and keep the output pooled",
@@ -244,7 +262,7 @@ impl BackboneConfig {
             if let Some(instead) = instead {
                 anyhow::bail!(
                     "backbone `{}` has no spatial feature map, so it cannot write `output = map` \
-                     (only the CNN backbones iresnet18|34|50|100 and densenet121 can); {instead}",
+                     (only the CNN backbones iresnet*, densenet*, resnet* and mobilenet_v2 can); {instead}",
                     self.name
                 );
             }
@@ -270,7 +288,9 @@ impl BackboneConfig {
             ("weights", self.weights.is_some()),
         ];
         let allowed: &[&str] = match family {
-            Family::IResNet => &["layers", "width", "weights"],
+            Family::IResNet | Family::ResNet | Family::MobileNetV2 => {
+                &["layers", "width", "weights"]
+            }
             Family::DenseNet => &[
                 "growth",
                 "block_config",

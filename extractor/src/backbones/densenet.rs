@@ -14,6 +14,12 @@
 //! classifier is still built and loaded but not applied, and `out_dim` still checks the pooled
 //! output.
 //!
+//! `densenet201` is the same code with torchvision's DenseNet-201 block config `[6, 12, 48, 32]`
+//! (growth 32, 64 stem channels) and, unlike `densenet121`, no classifier by default: the pooled
+//! 1920-d features (a choice of this project: DenseNet-201 serves as a generic feature extractor,
+//! not as the ABAW reference's fine-tuned classifier). Its `classifier.*` in a checkpoint (e.g.
+//! torchvision's ImageNet head) is ignored unless `num_classes` is set to the checkpoint's size.
+//!
 //! What it does not: memory-efficient checkpointing or dropout (inference only).
 
 use tch::nn::{self, BatchNorm, Conv2D, Linear, Module, ModuleT};
@@ -30,8 +36,16 @@ use super::{
 const EPS: f64 = 1e-5;
 /// Bottleneck width factor of torchvision's DenseNet (1x1 conv to `BN_SIZE * growth`).
 const BN_SIZE: i64 = 4;
-/// Classifier outputs when neither the config nor a checkpoint says otherwise.
+/// Classifier outputs of `densenet121` when neither the config nor a checkpoint says otherwise.
 pub const DEFAULT_NUM_CLASSES: i64 = 342;
+
+/// Published dense block config of `name` (`densenet121` or `densenet201`).
+pub fn default_blocks(name: &str) -> Vec<usize> {
+    match name {
+        "densenet201" => vec![6, 12, 48, 32],
+        _ => vec![6, 12, 24, 16],
+    }
+}
 
 #[derive(Debug)]
 struct DenseLayer {
@@ -161,12 +175,13 @@ pub struct DenseNet {
 }
 
 impl DenseNet {
-    /// Builds `cfg` (`densenet121` plus overrides) on `device`, loading `cfg.weights` if set.
+    /// Builds `cfg` (`densenet121` or `densenet201` plus overrides) on `device`, loading
+    /// `cfg.weights` if set.
     pub fn new(cfg: &BackboneConfig, device: Device) -> anyhow::Result<Self> {
         let blocks = cfg
             .block_config
             .clone()
-            .unwrap_or_else(|| vec![6, 12, 24, 16]);
+            .unwrap_or_else(|| default_blocks(&cfg.name));
         if blocks.is_empty() || blocks.contains(&0) {
             anyhow::bail!(
                 "backbone `{}`: `block_config` must be positive layer counts, got {blocks:?}",
@@ -178,20 +193,37 @@ impl DenseNet {
         let input_size = cfg.input_size.unwrap_or(224);
         positive(cfg, "input_size", input_size as i64)?;
         let weights = open_weights(cfg)?;
+        // densenet201 is a pooled-feature extractor: its classifier only where the config asks.
+        let pooled_by_default = cfg.name == "densenet201";
         let from_file = weights
             .as_ref()
+            .filter(|_| !pooled_by_default)
             .map(|w| w.shape("classifier.weight").map_or(0, |s| s[0]));
-        let num_classes = cfg.num_classes.or(from_file).unwrap_or(DEFAULT_NUM_CLASSES);
+        let default = if pooled_by_default {
+            0
+        } else {
+            DEFAULT_NUM_CLASSES
+        };
+        let num_classes = cfg.num_classes.or(from_file).unwrap_or(default);
+        let ignored: &[&str] = if num_classes == 0 && pooled_by_default {
+            &["classifier."]
+        } else {
+            &[]
+        };
         if num_classes < 0 {
             anyhow::bail!(
                 "backbone `{}`: `num_classes` must be >= 0 (0: no classifier), got {num_classes}",
                 cfg.name
             );
         }
-        let (vs, (net, out_dim)) =
-            init_vars(cfg.seed, weights.as_ref(), &cfg.name, &[], device, |p| {
-                Ok(Net::new(p, &blocks, growth, init, num_classes))
-            })?;
+        let (vs, (net, out_dim)) = init_vars(
+            cfg.seed,
+            weights.as_ref(),
+            &cfg.name,
+            ignored,
+            device,
+            |p| Ok(Net::new(p, &blocks, growth, init, num_classes)),
+        )?;
         check_out_dim(cfg, out_dim)?;
         let output = cfg.output();
         let side = map_side(input_size as i64, blocks.len());

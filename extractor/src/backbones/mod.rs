@@ -2,12 +2,13 @@
 //!
 //! What it does: defines the [`Backbone`] trait the extractor drives, and [`build`], which turns a
 //! [`BackboneConfig`] into one: native tch re-implementations of IResNet ([`iresnet`], insightface
-//! arcface_torch names), DenseNet ([`densenet`], torchvision names) and the ViT family ([`vit`]:
-//! MAE ViT-B/16 and DINOv2 ViT/14 with timm names), a TorchScript module ([`torchscript`]), or
-//! HOG ([`hog`]). Weights are safetensors files or PyTorch checkpoints with the public parameter
-//! names ([`weights`]) or those of a known public layout, mapped at load ([`layouts`]), possibly
-//! fetched from the Hugging Face hub as `hf:ORG/REPO[@REV][:FILE]` ([`hub`]); without one, a
-//! backbone is a fixed-seed random initialisation. Each backbone applies its own
+//! arcface_torch names), DenseNet ([`densenet`], torchvision names), ResNet ([`resnet`],
+//! torchvision / timm names), MobileNetV2 ([`mobilenet`], torchvision or timm names) and the ViT
+//! family ([`vit`]: MAE ViT-B/16 and DINOv2 ViT/14 with timm names), a TorchScript module
+//! ([`torchscript`]), or HOG ([`hog`]). Weights are safetensors files or PyTorch checkpoints with
+//! the public parameter names ([`weights`]) or those of a known public layout, mapped at load
+//! ([`layouts`]), possibly fetched from the Hugging Face hub as `hf:ORG/REPO[@REV][:FILE]`
+//! ([`hub`]); without one, a backbone is a fixed-seed random initialisation. Each backbone applies its own
 //! normalisation and runs in eval mode (BatchNorm with running statistics). The CNN backbones
 //! return either their pooled vector or, with `output = "map"` ([`Output`]), their last spatial
 //! feature map as `[H*W, C]` tokens ([`map_tokens`]); the map is recorded in the preprocessing
@@ -23,7 +24,9 @@ pub mod hog;
 pub mod hub;
 pub mod iresnet;
 pub mod layouts;
+pub mod mobilenet;
 pub mod pth;
+pub mod resnet;
 pub mod torchscript;
 pub mod vit;
 pub mod weights;
@@ -31,6 +34,8 @@ pub mod weights;
 pub use config::{BackboneConfig, Family, Ffn, Output, Pooling, BUILTIN_NAMES};
 pub use densenet::DenseNet;
 pub use iresnet::IResNet;
+pub use mobilenet::MobileNetV2;
+pub use resnet::ResNet;
 pub use torchscript::TorchScript;
 pub use vit::Vit;
 pub use weights::{WeightsError, WeightsFile};
@@ -94,6 +99,8 @@ pub fn build(cfg: &BackboneConfig, device: Device) -> anyhow::Result<Box<dyn Bac
     Ok(match cfg.family()? {
         Family::IResNet => Box::new(iresnet::IResNet::new(cfg, device)?),
         Family::DenseNet => Box::new(densenet::DenseNet::new(cfg, device)?),
+        Family::ResNet => Box::new(resnet::ResNet::new(cfg, device)?),
+        Family::MobileNetV2 => Box::new(mobilenet::MobileNetV2::new(cfg, device)?),
         Family::MaeVit | Family::Dinov2 => Box::new(vit::Vit::new(cfg, device)?),
         Family::TorchScript => Box::new(torchscript::TorchScript::new(cfg, device)?),
         Family::Hog => Box::new(hog::Hog::new(cfg)?),

@@ -30,6 +30,9 @@ pub enum Command {
     Ensemble(crate::post::ensemble::EnsembleArgs),
     /// Write ABAW submission files (MTL or per-task) from prediction CSVs and a test list.
     Submit(crate::post::submit::SubmitArgs),
+    /// The five ABAW7 submissions of a k-fold sweep (best epoch, best per task, fold mean, fold
+    /// mean per task, all four), in test-list order.
+    SubmitStrategies(crate::post::strategies::StrategiesArgs),
     /// Training and inference frames/s on synthetic data, timed as the PyTorch peer (JSON).
     Bench(crate::bench::BenchArgs),
 }
@@ -46,6 +49,7 @@ impl Command {
             Command::Smooth(a) => crate::post::smooth::run(a),
             Command::Ensemble(a) => crate::post::ensemble::run(a),
             Command::Submit(a) => crate::post::submit::run(a),
+            Command::SubmitStrategies(a) => crate::post::strategies::run(a),
             Command::Bench(a) => crate::bench::run(a),
         }
     }

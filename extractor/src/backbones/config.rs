@@ -165,6 +165,10 @@ pub enum Family {
     MaeVit,
     /// `dinov2_vits14|vitb14|vitl14|vitg14`.
     Dinov2,
+    /// `regnet_x_400mf|regnet_x_800mf|regnet_y_400mf|regnet_y_800mf`.
+    RegNet,
+    /// `efficientnet_b0|efficientnet_b2`.
+    EfficientNet,
     /// `hog`.
     Hog,
     /// `torchscript:<file>`.
@@ -183,6 +187,12 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "dinov2_vitb14",
     "dinov2_vitl14",
     "dinov2_vitg14",
+    "regnet_x_400mf",
+    "regnet_x_800mf",
+    "regnet_y_400mf",
+    "regnet_y_800mf",
+    "efficientnet_b0",
+    "efficientnet_b2",
     "hog",
 ];
 
@@ -203,6 +213,10 @@ impl BackboneConfig {
             "densenet121" => Family::DenseNet,
             "vit_b16" => Family::MaeVit,
             "dinov2_vits14" | "dinov2_vitb14" | "dinov2_vitl14" | "dinov2_vitg14" => Family::Dinov2,
+            "regnet_x_400mf" | "regnet_x_800mf" | "regnet_y_400mf" | "regnet_y_800mf" => {
+                Family::RegNet
+            }
+            "efficientnet_b0" | "efficientnet_b2" => Family::EfficientNet,
             "hog" => Family::Hog,
             _ if n.starts_with("torchscript:") && n.len() > "torchscript:".len() => {
                 Family::TorchScript
@@ -225,7 +239,7 @@ impl BackboneConfig {
         let family = self.family()?;
         if self.output() == Output::Map {
             let instead = match family {
-                Family::IResNet | Family::DenseNet => None,
+                Family::IResNet | Family::DenseNet | Family::RegNet | Family::EfficientNet => None,
                 Family::MaeVit | Family::Dinov2 => Some(
                     "a ViT has patch tokens instead of a spatial map: set `pooling = \"tokens\"` \
                      in its feature set ([patches, dim] per frame) and keep the output pooled",
@@ -288,6 +302,8 @@ impl BackboneConfig {
                 "ffn",
                 "weights",
             ],
+            // Sizes come from the published configuration or the weights file.
+            Family::RegNet | Family::EfficientNet => &["weights"],
             Family::Hog => &["hog_cell", "hog_bins"],
             Family::TorchScript => &[],
         };

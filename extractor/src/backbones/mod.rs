@@ -17,9 +17,12 @@
 
 pub mod config;
 pub mod densenet;
+pub mod efficientnet;
 pub mod hog;
 pub mod iresnet;
+mod mapped;
 pub mod pth;
+pub mod regnet;
 pub mod torchscript;
 pub mod vit;
 pub mod weights;
@@ -91,6 +94,8 @@ pub fn build(cfg: &BackboneConfig, device: Device) -> anyhow::Result<Box<dyn Bac
         Family::IResNet => Box::new(iresnet::IResNet::new(cfg, device)?),
         Family::DenseNet => Box::new(densenet::DenseNet::new(cfg, device)?),
         Family::MaeVit | Family::Dinov2 => Box::new(vit::Vit::new(cfg, device)?),
+        Family::RegNet => Box::new(regnet::RegNet::new(cfg, device)?),
+        Family::EfficientNet => Box::new(efficientnet::EfficientNet::new(cfg, device)?),
         Family::TorchScript => Box::new(torchscript::TorchScript::new(cfg, device)?),
         Family::Hog => Box::new(hog::Hog::new(cfg)?),
     })

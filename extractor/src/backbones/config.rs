@@ -66,7 +66,8 @@ pub enum Ffn {
 /// One backbone: a built-in architecture name plus optional weights and overrides.
 ///
 /// Built-in names: `iresnet18|34|50|100`, `densenet121`, `vit_b16` (MAE), `dinov2_vits14|vitb14|
-/// vitl14|vitg14`, `hog`, and `torchscript:<file>`. Every override is optional; unset ones take
+/// vitl14|vitg14`, `regnet_x_400mf|regnet_x_800mf|regnet_y_400mf|regnet_y_800mf`,
+/// `efficientnet_b0|b2`, `hog`, and `torchscript:<file>`. Every override is optional; unset ones take
 /// the architecture's published value. The overrides exist so that small variants run through the
 /// very same code in tests and demos. With `weights`, sizes the checkpoint determines (e.g. the
 /// DenseNet classifier, the IResNet embedding size, ViT register tokens) come from the file.
@@ -256,7 +257,8 @@ impl BackboneConfig {
             if let Some(instead) = instead {
                 anyhow::bail!(
                     "backbone `{}` has no spatial feature map, so it cannot write `output = map` \
-                     (only the CNN backbones iresnet18|34|50|100 and densenet121 can); {instead}",
+                     (only the CNN backbones iresnet18|34|50|100, densenet121, regnet_x|y_400|800mf and \
+                     efficientnet_b0|b2 can); {instead}",
                     self.name
                 );
             }

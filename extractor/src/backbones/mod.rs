@@ -2,8 +2,10 @@
 //!
 //! What it does: defines the [`Backbone`] trait the extractor drives, and [`build`], which turns a
 //! [`BackboneConfig`] into one: native tch re-implementations of IResNet ([`iresnet`], insightface
-//! arcface_torch names), DenseNet ([`densenet`], torchvision names) and the ViT family ([`vit`]:
-//! MAE ViT-B/16 and DINOv2 ViT/14 with timm names), a TorchScript module ([`torchscript`]), or
+//! arcface_torch names), DenseNet ([`densenet`], torchvision names), the ViT family ([`vit`]:
+//! MAE ViT-B/16 and DINOv2 ViT/14 with timm names), RegNetX/Y ([`regnet`], torchvision names,
+//! timm's through a name map) and EfficientNet-B0/B2 ([`efficientnet`], timm names,
+//! torchvision's through a name map), a TorchScript module ([`torchscript`]), or
 //! HOG ([`hog`]). Weights are safetensors files with the public parameter names ([`weights`]);
 //! without one, a backbone is a fixed-seed random initialisation. Each backbone applies its own
 //! normalisation and runs in eval mode (BatchNorm with running statistics). The CNN backbones

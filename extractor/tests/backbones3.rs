@@ -148,6 +148,27 @@ fn efficientnet_with_single_blocks_matches_timm_and_torchvision_with_either_name
 }
 
 #[test]
+fn tf_efficientnet_matches_timm_s_tensorflow_port_with_same_padding() {
+    parity("tf_efficientnet_small_d12.timm");
+}
+
+#[test]
+fn tensorflow_ported_weights_compute_differently_under_the_pytorch_name() {
+    // Same file, names and shapes: only the backbone name tells the padding and eps apart.
+    let case = case("tf_efficientnet_small_d12.timm");
+    let mut cfg = config(&case);
+    cfg.name = "efficientnet_b2".into();
+    let bb = backbones::build(&cfg, Device::Cpu).unwrap();
+    let want = &expected(&case)["output"];
+    let err = (bb.forward(&images(&case)) - want)
+        .abs()
+        .max()
+        .double_value(&[]);
+    let scale = want.abs().max().double_value(&[]);
+    assert!(err > 1e-2 * scale, "error {err} at scale {scale}");
+}
+
+#[test]
 fn the_layout_is_detected_from_the_names_and_the_sizes_come_from_the_file() {
     let tv =
         regnet::RegNet::new(&config(&case("regnet_y_small.torchvision")), Device::Cpu).unwrap();
@@ -239,6 +260,17 @@ fn sparse_safetensors(path: &Path, keys: &BTreeMap<String, Vec<i64>>) {
 fn full_size_models_have_the_libraries_names_and_load_either_librarys_full_key_list() {
     let keys = read_json("keys.json");
     let dir = tempfile::tempdir().unwrap();
+    // The TensorFlow ports have timm's names and shapes only.
+    for (name, pytorch) in [
+        ("tf_efficientnet_b0", "efficientnet_b0"),
+        ("tf_efficientnet_b2", "efficientnet_b2"),
+    ] {
+        assert!(BUILTIN_NAMES.contains(&name), "{name}");
+        let timm = key_list(&keys[name]["timm"]);
+        let m = efficientnet::EfficientNet::new(&BackboneConfig::named(name), Device::Cpu).unwrap();
+        assert_eq!(vars(m.var_store()), without_classifier(&timm), "{name}");
+        assert_eq!(timm, key_list(&keys[pytorch]["timm"]), "{name}");
+    }
     for name in [
         "regnet_x_400mf",
         "regnet_x_800mf",

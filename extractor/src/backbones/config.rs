@@ -67,7 +67,7 @@ pub enum Ffn {
 ///
 /// Built-in names: `iresnet18|34|50|100`, `densenet121`, `vit_b16` (MAE), `dinov2_vits14|vitb14|
 /// vitl14|vitg14`, `regnet_x_400mf|regnet_x_800mf|regnet_y_400mf|regnet_y_800mf`,
-/// `efficientnet_b0|b2`, `hog`, and `torchscript:<file>`. Every override is optional; unset ones take
+/// `efficientnet_b0|b2`, `tf_efficientnet_b0|b2`, `hog`, and `torchscript:<file>`. Every override is optional; unset ones take
 /// the architecture's published value. The overrides exist so that small variants run through the
 /// very same code in tests and demos. With `weights`, sizes the checkpoint determines (e.g. the
 /// DenseNet classifier, the IResNet embedding size, ViT register tokens) come from the file.
@@ -168,7 +168,7 @@ pub enum Family {
     Dinov2,
     /// `regnet_x_400mf|regnet_x_800mf|regnet_y_400mf|regnet_y_800mf`.
     RegNet,
-    /// `efficientnet_b0|efficientnet_b2`.
+    /// `efficientnet_b0|efficientnet_b2`, and the TensorFlow ports `tf_efficientnet_b0|b2`.
     EfficientNet,
     /// `hog`.
     Hog,
@@ -194,6 +194,8 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "regnet_y_800mf",
     "efficientnet_b0",
     "efficientnet_b2",
+    "tf_efficientnet_b0",
+    "tf_efficientnet_b2",
     "hog",
 ];
 
@@ -217,7 +219,9 @@ impl BackboneConfig {
             "regnet_x_400mf" | "regnet_x_800mf" | "regnet_y_400mf" | "regnet_y_800mf" => {
                 Family::RegNet
             }
-            "efficientnet_b0" | "efficientnet_b2" => Family::EfficientNet,
+            "efficientnet_b0" | "efficientnet_b2" | "tf_efficientnet_b0" | "tf_efficientnet_b2" => {
+                Family::EfficientNet
+            }
             "hog" => Family::Hog,
             _ if n.starts_with("torchscript:") && n.len() > "torchscript:".len() => {
                 Family::TorchScript
@@ -258,7 +262,7 @@ impl BackboneConfig {
                 anyhow::bail!(
                     "backbone `{}` has no spatial feature map, so it cannot write `output = map` \
                      (only the CNN backbones iresnet18|34|50|100, densenet121, regnet_x|y_400|800mf and \
-                     efficientnet_b0|b2 can); {instead}",
+                     [tf_]efficientnet_b0|b2 can); {instead}",
                     self.name
                 );
             }

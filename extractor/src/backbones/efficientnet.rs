@@ -30,9 +30,17 @@
 //! B0, 1408 for B2); `map`: that map as `[H*W, C]` tokens (`[49, 1280]` for B0 at 224 px,
 //! `[81, 1408]` for B2 at 260 px).
 //!
-//! What it does not: timm's `tf_efficientnet_*` variants (TensorFlow "same" padding, which is
-//! asymmetric at stride 2, and BatchNorm eps 1e-3): their files have the same names and shapes
-//! and would load, but compute something slightly different; nor EfficientNetV2.
+//! TensorFlow ports: `tf_efficientnet_b0` / `tf_efficientnet_b2` are timm's models of the same
+//! names (the ones the HSEmotion models were fine-tuned from, `tf_efficientnet_b0_ns` /
+//! `tf_efficientnet_b2_ns`): the same parameters, names and shapes, but TensorFlow's "SAME"
+//! padding (stride-2 convolutions pad `max((ceil(s / stride) - 1) * stride + k - s, 0)` pixels,
+//! the smaller half on the top / left, computed from the input side at run time; stride-1 ones
+//! pad symmetrically) and BatchNorm eps 1e-3. A checkpoint cannot tell the two apart, so the
+//! backbone NAME chooses: load TF-ported weights (HSEmotion's included) as `tf_efficientnet_b*`.
+//! There is no torchvision equivalent of these; torchvision-named files still load.
+//!
+//! What it does not: EfficientNetV2, or B1 / B3-B7 (the code would run them; only B0 and B2
+//! are published here).
 
 use std::collections::BTreeMap;
 
@@ -50,6 +58,8 @@ use super::{
 
 /// BatchNorm epsilon of timm's and torchvision's `efficientnet_b*`.
 const EPS: f64 = 1e-5;
+/// BatchNorm epsilon of timm's `tf_efficientnet_b*` (TensorFlow's default).
+const EPS_TF: f64 = 1e-3;
 /// Native-name prefixes of checkpoint tensors the backbone ignores (the classifier).
 const IGNORED: &[&str] = &["classifier."];
 /// B0's stages: expansion ratio, kernel, stride of the first block, output width, repeats.
@@ -156,11 +166,13 @@ pub fn scaled(width: f64, depth: f64) -> EfficientNetSpec {
     }
 }
 
-/// The published sizes of `name` (`efficientnet_b0`, `efficientnet_b2`) and its input side.
-pub fn published(name: &str) -> Option<(EfficientNetSpec, u32)> {
-    match name {
-        "efficientnet_b0" => Some((scaled(1.0, 1.0), 224)),
-        "efficientnet_b2" => Some((scaled(1.1, 1.2), 260)),
+/// The published sizes of `name` (`efficientnet_b0|b2`, `tf_efficientnet_b0|b2`), its input
+/// side, and whether it is a TensorFlow port ("SAME" padding, BatchNorm eps 1e-3).
+pub fn published(name: &str) -> Option<(EfficientNetSpec, u32, bool)> {
+    let tf = name.starts_with("tf_");
+    match name.strip_prefix("tf_").unwrap_or(name) {
+        "efficientnet_b0" => Some((scaled(1.0, 1.0), 224, tf)),
+        "efficientnet_b2" => Some((scaled(1.1, 1.2), 260, tf)),
         _ => None,
     }
 }
@@ -330,7 +342,9 @@ pub fn spec_from_shapes(shapes: &BTreeMap<String, Vec<i64>>) -> Option<Efficient
     Some(EfficientNetSpec { stem, stages, head })
 }
 
-/// A convolution with symmetric padding `(k - 1) / 2`.
+/// A convolution with symmetric padding `(k - 1) / 2`, or with none when `same_pad` (the
+/// caller pads; see [`Padded`]).
+#[allow(clippy::too_many_arguments)]
 fn conv2d(
     p: &nn::Path,
     c_in: i64,
@@ -339,6 +353,7 @@ fn conv2d(
     stride: i64,
     groups: i64,
     bias: bool,
+    same_pad: bool,
 ) -> Conv2D {
     nn::conv2d(
         p,
@@ -347,7 +362,7 @@ fn conv2d(
         kernel,
         nn::ConvConfig {
             stride,
-            padding: (kernel - 1) / 2,
+            padding: if same_pad { 0 } else { (kernel - 1) / 2 },
             groups,
             bias,
             ..Default::default()
@@ -355,12 +370,61 @@ fn conv2d(
     )
 }
 
+/// The total TensorFlow "SAME" padding of one side `size` for a `kernel` / `stride`
+/// convolution: `max((ceil(size / stride) - 1) * stride + kernel - size, 0)`.
+pub fn same_padding(size: i64, kernel: i64, stride: i64) -> i64 {
+    (((size + stride - 1) / stride - 1) * stride + kernel - size).max(0)
+}
+
+/// A strided convolution that pads like TensorFlow ("SAME", the extra pixel at the bottom /
+/// right) when `same` is set, else symmetrically inside the convolution.
+#[derive(Debug)]
+struct Padded {
+    conv: Conv2D,
+    kernel: i64,
+    stride: i64,
+    same: bool,
+}
+
+impl Padded {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        p: &nn::Path,
+        c_in: i64,
+        c_out: i64,
+        kernel: i64,
+        stride: i64,
+        groups: i64,
+        tf: bool,
+    ) -> Self {
+        // Stride 1 with an odd kernel: "SAME" is the symmetric padding (timm pads statically).
+        let same = tf && stride > 1;
+        Self {
+            conv: conv2d(p, c_in, c_out, kernel, stride, groups, false, same),
+            kernel,
+            stride,
+            same,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        if !self.same {
+            return self.conv.forward(x);
+        }
+        let (_, _, h, w) = x.size4().expect("a feature map is [N, C, H, W]");
+        let ph = same_padding(h, self.kernel, self.stride);
+        let pw = same_padding(w, self.kernel, self.stride);
+        let padded = x.constant_pad_nd([pw / 2, pw - pw / 2, ph / 2, ph - ph / 2]);
+        self.conv.forward(&channels_last(&padded))
+    }
+}
+
 #[derive(Debug)]
 struct Block {
     spec: BlockSpec,
     /// Inverted residual only: the expansion `conv_pw`, `bn1`.
     expand: Option<(Conv2D, BatchNorm)>,
-    conv_dw: Conv2D,
+    conv_dw: Padded,
     bn_dw: BatchNorm,
     se: Option<(Conv2D, Conv2D)>,
     /// `conv_pwl`, `bn3` (inverted residual) or `conv_pw`, `bn2` (depthwise-separable).
@@ -368,7 +432,8 @@ struct Block {
 }
 
 impl Block {
-    fn new(p: &nn::Path, s: &BlockSpec) -> Self {
+    fn new(p: &nn::Path, s: &BlockSpec, tf: bool) -> Self {
+        let eps = if tf { EPS_TF } else { EPS };
         let ir = s.kind == BlockKind::InvertedResidual;
         let (dw_bn, proj_conv, proj_bn) = if ir {
             ("bn2", "conv_pwl", "bn3")
@@ -379,30 +444,30 @@ impl Block {
             spec: s.clone(),
             expand: ir.then(|| {
                 (
-                    conv2d(&(p / "conv_pw"), s.c_in, s.c_mid, 1, 1, 1, false),
-                    batch_norm(&(p / "bn1"), s.c_mid, EPS, 2),
+                    conv2d(&(p / "conv_pw"), s.c_in, s.c_mid, 1, 1, 1, false, false),
+                    batch_norm(&(p / "bn1"), s.c_mid, eps, 2),
                 )
             }),
-            conv_dw: conv2d(
+            conv_dw: Padded::new(
                 &(p / "conv_dw"),
                 s.c_mid,
                 s.c_mid,
                 s.kernel,
                 s.stride,
                 s.c_mid,
-                false,
+                tf,
             ),
-            bn_dw: batch_norm(&(p / dw_bn), s.c_mid, EPS, 2),
+            bn_dw: batch_norm(&(p / dw_bn), s.c_mid, eps, 2),
             se: (s.se > 0).then(|| {
                 let q = p / "se";
                 (
-                    conv2d(&(&q / "conv_reduce"), s.c_mid, s.se, 1, 1, 1, true),
-                    conv2d(&(&q / "conv_expand"), s.se, s.c_mid, 1, 1, 1, true),
+                    conv2d(&(&q / "conv_reduce"), s.c_mid, s.se, 1, 1, 1, true, false),
+                    conv2d(&(&q / "conv_expand"), s.se, s.c_mid, 1, 1, 1, true, false),
                 )
             }),
             project: (
-                conv2d(&(p / proj_conv), s.c_mid, s.c_out, 1, 1, 1, false),
-                batch_norm(&(p / proj_bn), s.c_out, EPS, 2),
+                conv2d(&(p / proj_conv), s.c_mid, s.c_out, 1, 1, 1, false, false),
+                batch_norm(&(p / proj_bn), s.c_out, eps, 2),
             ),
         }
     }
@@ -432,7 +497,7 @@ impl Block {
 
 #[derive(Debug)]
 struct Net {
-    conv_stem: Conv2D,
+    conv_stem: Padded,
     bn1: BatchNorm,
     blocks: Vec<Block>,
     conv_head: Conv2D,
@@ -440,7 +505,8 @@ struct Net {
 }
 
 impl Net {
-    fn new(p: &nn::Path, spec: &EfficientNetSpec) -> anyhow::Result<Self> {
+    fn new(p: &nn::Path, spec: &EfficientNetSpec, tf: bool) -> anyhow::Result<Self> {
+        let eps = if tf { EPS_TF } else { EPS };
         let mut c = spec.stem;
         let mut blocks = Vec::new();
         for (i, stage) in spec.stages.iter().enumerate() {
@@ -452,16 +518,16 @@ impl Net {
                         s.c_in
                     );
                 }
-                blocks.push(Block::new(&(p / "blocks" / i / j), s));
+                blocks.push(Block::new(&(p / "blocks" / i / j), s, tf));
                 c = s.c_out;
             }
         }
         Ok(Self {
-            conv_stem: conv2d(&(p / "conv_stem"), 3, spec.stem, 3, 2, 1, false),
-            bn1: batch_norm(&(p / "bn1"), spec.stem, EPS, 2),
+            conv_stem: Padded::new(&(p / "conv_stem"), 3, spec.stem, 3, 2, 1, tf),
+            bn1: batch_norm(&(p / "bn1"), spec.stem, eps, 2),
             blocks,
-            conv_head: conv2d(&(p / "conv_head"), c, spec.head, 1, 1, 1, false),
-            bn2: batch_norm(&(p / "bn2"), spec.head, EPS, 2),
+            conv_head: conv2d(&(p / "conv_head"), c, spec.head, 1, 1, 1, false, false),
+            bn2: batch_norm(&(p / "bn2"), spec.head, eps, 2),
         })
     }
 
@@ -496,9 +562,10 @@ impl EfficientNet {
     /// Builds `cfg` (`efficientnet_b0`, `efficientnet_b2`) on `device`, loading `cfg.weights`
     /// if set (either layout; sizes from the file).
     pub fn new(cfg: &BackboneConfig, device: Device) -> anyhow::Result<Self> {
-        let (published, default_size) = published(&cfg.name).ok_or_else(|| {
+        let (published, default_size, tf) = published(&cfg.name).ok_or_else(|| {
             anyhow::anyhow!(
-                "backbone `{}` is not an EfficientNet: use efficientnet_b0 or efficientnet_b2",
+                "backbone `{}` is not an EfficientNet: use efficientnet_b0, efficientnet_b2, \
+                 tf_efficientnet_b0 or tf_efficientnet_b2",
                 cfg.name
             )
         })?;
@@ -511,7 +578,7 @@ impl EfficientNet {
             _ => published,
         };
         let (mut vs, net) = init_vars(cfg.seed, None, &cfg.name, &[], Device::Cpu, |p| {
-            Net::new(p, &spec)
+            Net::new(p, &spec, tf)
         })?;
         match (&weights, layout) {
             (Some(w), Some(Layout::Torchvision)) => {
@@ -626,6 +693,32 @@ mod tests {
         let b0 = scaled(1.0, 1.0);
         assert_eq!(b0.stages.iter().map(Vec::len).sum::<usize>(), 16);
         assert_eq!(b0.head, 1280);
+    }
+
+    #[test]
+    fn same_padding_is_tensorflow_s_and_puts_the_odd_pixel_last() {
+        // 64 -> 32 with a 3x3 stride 2: one pixel, at the bottom / right.
+        assert_eq!(same_padding(64, 3, 2), 1);
+        // 16 -> 8 with 5x5 stride 2: three pixels (1 before, 2 after).
+        assert_eq!(same_padding(16, 5, 2), 3);
+        // Odd sides: 65 -> 33 with 3x3 stride 2 pads 2 (1 and 1), as symmetric padding.
+        assert_eq!(same_padding(65, 3, 2), 2);
+        // Stride 1: k - 1.
+        assert_eq!(same_padding(7, 5, 1), 4);
+        let x = Tensor::ones([1, 1, 4, 4], (tch::Kind::Float, Device::Cpu));
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = Padded::new(&vs.root(), 1, 1, 3, 2, 1, true);
+        tch::no_grad(|| {
+            let mut w = conv.conv.ws.shallow_clone();
+            let _ = w.fill_(1.0);
+        });
+        // Top-left output sees a full 3x3 window (no padding before), the bottom-right one a
+        // 2x2 window (one padded row and column after).
+        let y = conv.forward(&x).view([2, 2]);
+        assert_eq!(
+            Vec::<f32>::try_from(y.reshape([-1])).unwrap(),
+            [9.0, 6.0, 6.0, 4.0]
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! 6,3,1,320,1; stem 32, head 1280); B2 scales widths by 1.1 (rounded to multiples of 8, never
 //! below 90%: stem 32, head 1408) and repeats by 1.2 (rounded up). With weights, every block's
 //! widths and kernel come from the checkpoint (the strides are the table's), so other multipliers
-//! load too; every tensor must then be used, with its shape.
+//! load too (sizes that differ from the published ones are logged at info level); every tensor
+//! must then be used, with its shape.
 //!
 //! timm vs torchvision: for `efficientnet_b0` / `efficientnet_b2` the two libraries compute the
 //! same function (BatchNorm eps 1e-5, symmetric padding `(k - 1) / 2`, the same SE width,
@@ -574,7 +575,24 @@ impl EfficientNet {
         let weights = open_weights(cfg)?;
         let layout = weights.as_ref().map(Layout::detect);
         let spec = match (&weights, layout) {
-            (Some(w), Some(l)) => spec_from_shapes(&native_shapes(w, l)).unwrap_or(published),
+            (Some(w), Some(l)) => {
+                let spec = spec_from_shapes(&native_shapes(w, l)).unwrap_or(published.clone());
+                if spec != published {
+                    let blocks =
+                        |s: &EfficientNetSpec| s.stages.iter().map(Vec::len).sum::<usize>();
+                    tracing::info!(
+                        "backbone {}: sizes from {} ({l:?} names: {} blocks, head {}) differ from \
+                         the published ones ({} blocks, head {}); using the file's",
+                        cfg.name,
+                        w.path().display(),
+                        blocks(&spec),
+                        spec.head,
+                        blocks(&published),
+                        published.head
+                    );
+                }
+                spec
+            }
             _ => published,
         };
         let (mut vs, net) = init_vars(cfg.seed, None, &cfg.name, &[], Device::Cpu, |p| {

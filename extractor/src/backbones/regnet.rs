@@ -23,7 +23,8 @@
 //! `regnety_008` has widths 64, 128, 320, 768 (`extractor/tests/fixtures/backbones3/keys.json`
 //! holds both libraries' key lists). So with weights, the stem width and every stage's depth,
 //! width, bottleneck width and group width come from the checkpoint (the name still says
-//! whether the blocks have squeeze-excitation), and a checkpoint of either library loads
+//! whether the blocks have squeeze-excitation; sizes that differ from the published ones are
+//! logged at info level), and a checkpoint of either library loads
 //! strictly: every tensor must then be used, with its shape. A file whose names start with
 //! `stem.conv.` is read as timm's layout (`stem.{conv,bn}`, `sS.bB.{conv1,conv2,conv3}.{conv,bn}`,
 //! `sS.bB.se.{fc1,fc2}`, `sS.bB.downsample.{conv,bn}`, `head.fc`) and renamed with
@@ -397,7 +398,26 @@ impl RegNet {
         let layout = weights.as_ref().map(Layout::detect);
         let spec = match (&weights, layout) {
             (Some(w), Some(l)) => {
-                spec_from_shapes(&native_shapes(w, l), published.se).unwrap_or(published)
+                let spec = spec_from_shapes(&native_shapes(w, l), published.se)
+                    .unwrap_or(published.clone());
+                if spec != published {
+                    let sizes = |s: &RegNetSpec| {
+                        s.stages
+                            .iter()
+                            .map(|s| format!("{}x{}/g{}", s.depth, s.width, s.group_width))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    };
+                    tracing::info!(
+                        "backbone {}: stage sizes (blocks x width / group width) {} from {} ({l:?} \
+                         names) differ from torchvision's published {}; using the file's",
+                        cfg.name,
+                        sizes(&spec),
+                        w.path().display(),
+                        sizes(&published)
+                    );
+                }
+                spec
             }
             _ => published,
         };

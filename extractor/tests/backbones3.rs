@@ -169,6 +169,19 @@ fn tensorflow_ported_weights_compute_differently_under_the_pytorch_name() {
 }
 
 #[test]
+fn a_timm_pytorch_state_dict_loads_through_the_name_map_like_its_safetensors() {
+    let case = case("regnet_y_small.timm");
+    let mut cfg = config(&case);
+    cfg.weights = Some(fixtures().join("regnet_y_small.timm.pth"));
+    let bb = backbones::build(&cfg, Device::Cpu).unwrap();
+    assert_close(
+        &bb.forward(&images(&case)),
+        &expected(&case)["output"],
+        "regnet_y_small.timm.pth",
+    );
+}
+
+#[test]
 fn the_layout_is_detected_from_the_names_and_the_sizes_come_from_the_file() {
     let tv =
         regnet::RegNet::new(&config(&case("regnet_y_small.torchvision")), Device::Cpu).unwrap();

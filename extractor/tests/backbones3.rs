@@ -255,7 +255,9 @@ fn sparse_safetensors(path: &Path, keys: &BTreeMap<String, Vec<i64>>) {
         let bytes = 2 * shape.iter().product::<i64>() as usize;
         header.insert(
             name.clone(),
-            serde_json::json!({"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + bytes]}),
+            serde_json::json!({
+                "dtype": "F16", "shape": shape, "data_offsets": [offset, offset + bytes]
+            }),
         );
         offset += bytes;
     }

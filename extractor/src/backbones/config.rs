@@ -67,10 +67,11 @@ pub enum Ffn {
 ///
 /// Built-in names: `iresnet18|34|50|100`, `densenet121`, `vit_b16` (MAE), `dinov2_vits14|vitb14|
 /// vitl14|vitg14`, `regnet_x_400mf|regnet_x_800mf|regnet_y_400mf|regnet_y_800mf`,
-/// `efficientnet_b0|b2`, `tf_efficientnet_b0|b2`, `hog`, and `torchscript:<file>`. Every override is optional; unset ones take
-/// the architecture's published value. The overrides exist so that small variants run through the
-/// very same code in tests and demos. With `weights`, sizes the checkpoint determines (e.g. the
-/// DenseNet classifier, the IResNet embedding size, ViT register tokens) come from the file.
+/// `efficientnet_b0|b2`, `tf_efficientnet_b0|b2`, `hog`, and `torchscript:<file>`. Every override
+/// is optional; unset ones take the architecture's published value. The overrides exist so that
+/// small variants run through the very same code in tests and demos. With `weights`, sizes the
+/// checkpoint determines (e.g. the DenseNet classifier, the IResNet embedding size, ViT register
+/// tokens, every RegNet and EfficientNet stage size) come from the file.
 /// Unknown keys are an error (a misspelt `weights` must not silently mean a random init).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -261,8 +262,8 @@ impl BackboneConfig {
             if let Some(instead) = instead {
                 anyhow::bail!(
                     "backbone `{}` has no spatial feature map, so it cannot write `output = map` \
-                     (only the CNN backbones iresnet18|34|50|100, densenet121, regnet_x|y_400|800mf and \
-                     [tf_]efficientnet_b0|b2 can); {instead}",
+                     (only the CNN backbones iresnet18|34|50|100, densenet121, \
+                     regnet_x|y_400|800mf and [tf_]efficientnet_b0|b2 can); {instead}",
                     self.name
                 );
             }

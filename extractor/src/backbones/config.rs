@@ -67,11 +67,13 @@ pub enum Ffn {
 /// One backbone: a built-in architecture name plus optional weights and overrides.
 ///
 /// Built-in names: `iresnet18|34|50|100`, `densenet121|201`, `resnet18|34|50|101|152`,
-/// `mobilenet_v2`, `vit_b16` (MAE), `dinov2_vits14|vitb14|
-/// vitl14|vitg14`, `hog`, and `torchscript:<file>`. Every override is optional; unset ones take
-/// the architecture's published value. The overrides exist so that small variants run through the
-/// very same code in tests and demos. With `weights`, sizes the checkpoint determines (e.g. the
-/// DenseNet classifier, the IResNet embedding size, ViT register tokens) come from the file.
+/// `mobilenet_v2`, `vit_b16` (MAE), `dinov2_vits14|vitb14|vitl14|vitg14`,
+/// `regnet_x_400mf|regnet_x_800mf|regnet_y_400mf|regnet_y_800mf`, `efficientnet_b0|b2`,
+/// `tf_efficientnet_b0|b2`, `hog`, and `torchscript:<file>`. Every override is optional; unset
+/// ones take the architecture's published value. The overrides exist so that small variants run
+/// through the very same code in tests and demos. With `weights`, sizes the checkpoint determines
+/// (e.g. the DenseNet classifier, the IResNet embedding size, ViT register tokens, every RegNet
+/// and EfficientNet stage size) come from the file.
 /// Unknown keys are an error (a misspelt `weights` must not silently mean a random init).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +178,10 @@ pub enum Family {
     MaeVit,
     /// `dinov2_vits14|vitb14|vitl14|vitg14`.
     Dinov2,
+    /// `regnet_x_400mf|regnet_x_800mf|regnet_y_400mf|regnet_y_800mf`.
+    RegNet,
+    /// `efficientnet_b0|efficientnet_b2`, and the TensorFlow ports `tf_efficientnet_b0|b2`.
+    EfficientNet,
     /// `hog`.
     Hog,
     /// `torchscript:<file>`.
@@ -201,6 +207,14 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "dinov2_vitb14",
     "dinov2_vitl14",
     "dinov2_vitg14",
+    "regnet_x_400mf",
+    "regnet_x_800mf",
+    "regnet_y_400mf",
+    "regnet_y_800mf",
+    "efficientnet_b0",
+    "efficientnet_b2",
+    "tf_efficientnet_b0",
+    "tf_efficientnet_b2",
     "hog",
 ];
 
@@ -223,6 +237,12 @@ impl BackboneConfig {
             "mobilenet_v2" => Family::MobileNetV2,
             "vit_b16" => Family::MaeVit,
             "dinov2_vits14" | "dinov2_vitb14" | "dinov2_vitl14" | "dinov2_vitg14" => Family::Dinov2,
+            "regnet_x_400mf" | "regnet_x_800mf" | "regnet_y_400mf" | "regnet_y_800mf" => {
+                Family::RegNet
+            }
+            "efficientnet_b0" | "efficientnet_b2" | "tf_efficientnet_b0" | "tf_efficientnet_b2" => {
+                Family::EfficientNet
+            }
             "hog" => Family::Hog,
             _ if n.starts_with("torchscript:") && n.len() > "torchscript:".len() => {
                 Family::TorchScript
@@ -245,7 +265,12 @@ impl BackboneConfig {
         let family = self.family()?;
         if self.output() == Output::Map {
             let instead = match family {
-                Family::IResNet | Family::DenseNet | Family::ResNet | Family::MobileNetV2 => None,
+                Family::IResNet
+                | Family::DenseNet
+                | Family::ResNet
+                | Family::MobileNetV2
+                | Family::RegNet
+                | Family::EfficientNet => None,
                 Family::MaeVit | Family::Dinov2 => Some(
                     "a ViT has patch tokens instead of a spatial map: set `pooling = \"tokens\"` \
                      in its feature set ([patches, dim] per frame) and keep the output pooled",
@@ -262,7 +287,8 @@ impl BackboneConfig {
             if let Some(instead) = instead {
                 anyhow::bail!(
                     "backbone `{}` has no spatial feature map, so it cannot write `output = map` \
-                     (only the CNN backbones iresnet*, densenet*, resnet* and mobilenet_v2 can); {instead}",
+                     (only the CNN backbones iresnet*, densenet*, resnet*, mobilenet_v2, \
+                     regnet_x|y_400|800mf and [tf_]efficientnet_b0|b2 can); {instead}",
                     self.name
                 );
             }
@@ -310,6 +336,8 @@ impl BackboneConfig {
                 "ffn",
                 "weights",
             ],
+            // Sizes come from the published configuration or the weights file.
+            Family::RegNet | Family::EfficientNet => &["weights"],
             Family::Hog => &["hog_cell", "hog_bins"],
             Family::TorchScript => &[],
         };

@@ -3,12 +3,15 @@
 //! What it does: defines the [`Backbone`] trait the extractor drives, and [`build`], which turns a
 //! [`BackboneConfig`] into one: native tch re-implementations of IResNet ([`iresnet`], insightface
 //! arcface_torch names), DenseNet ([`densenet`], torchvision names), ResNet ([`resnet`],
-//! torchvision / timm names), MobileNetV2 ([`mobilenet`], torchvision or timm names) and the ViT
-//! family ([`vit`]: MAE ViT-B/16 and DINOv2 ViT/14 with timm names), a TorchScript module
-//! ([`torchscript`]), or HOG ([`hog`]). Weights are safetensors files or PyTorch checkpoints with
-//! the public parameter names ([`weights`]) or those of a known public layout, mapped at load
-//! ([`layouts`]), possibly fetched from the Hugging Face hub as `hf:ORG/REPO[@REV][:FILE]`
-//! ([`hub`]); without one, a backbone is a fixed-seed random initialisation. Each backbone applies its own
+//! torchvision / timm names), MobileNetV2 ([`mobilenet`], torchvision or timm names), RegNetX/Y
+//! ([`regnet`], torchvision names, timm's through a name map), EfficientNet-B0/B2
+//! ([`efficientnet`], timm names, torchvision's through a name map) and the ViT family ([`vit`]:
+//! MAE ViT-B/16 and DINOv2 ViT/14 with timm names), a TorchScript module ([`torchscript`]), or
+//! HOG ([`hog`]). Weights are safetensors files or PyTorch checkpoints with the public parameter
+//! names ([`weights`]) or those of a known public layout, mapped at load ([`layouts`], and
+//! [`regnet`] / [`efficientnet`]'s own maps), possibly fetched from the Hugging Face hub as
+//! `hf:ORG/REPO[@REV][:FILE]` ([`hub`]); without one, a backbone is a fixed-seed random
+//! initialisation. Each backbone applies its own
 //! normalisation and runs in eval mode (BatchNorm with running statistics). The CNN backbones
 //! return either their pooled vector or, with `output = "map"` ([`Output`]), their last spatial
 //! feature map as `[H*W, C]` tokens ([`map_tokens`]); the map is recorded in the preprocessing
@@ -20,12 +23,15 @@
 
 pub mod config;
 pub mod densenet;
+pub mod efficientnet;
 pub mod hog;
 pub mod hub;
 pub mod iresnet;
 pub mod layouts;
+mod mapped;
 pub mod mobilenet;
 pub mod pth;
+pub mod regnet;
 pub mod resnet;
 pub mod torchscript;
 pub mod vit;
@@ -102,6 +108,8 @@ pub fn build(cfg: &BackboneConfig, device: Device) -> anyhow::Result<Box<dyn Bac
         Family::ResNet => Box::new(resnet::ResNet::new(cfg, device)?),
         Family::MobileNetV2 => Box::new(mobilenet::MobileNetV2::new(cfg, device)?),
         Family::MaeVit | Family::Dinov2 => Box::new(vit::Vit::new(cfg, device)?),
+        Family::RegNet => Box::new(regnet::RegNet::new(cfg, device)?),
+        Family::EfficientNet => Box::new(efficientnet::EfficientNet::new(cfg, device)?),
         Family::TorchScript => Box::new(torchscript::TorchScript::new(cfg, device)?),
         Family::Hog => Box::new(hog::Hog::new(cfg)?),
     })

@@ -445,7 +445,7 @@ impl WeightsFile {
 }
 
 /// [`super::pth::read`], its error naming `path`.
-fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
+pub(crate) fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
     let path_buf = path.to_path_buf();
     super::pth::read(path).map_err(|e| match e {
         PthError::Io(cause) => WeightsError::Io {

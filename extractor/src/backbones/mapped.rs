@@ -66,10 +66,14 @@ pub(crate) fn load_mapped(
         misshaped.sort();
         return Err(WeightsError::Mismatch {
             path: file.path().to_path_buf(),
-            model: model.to_string(),
+            model: model.into(),
             missing,
             unexpected,
             misshaped,
+            layout: Box::new(format!(
+                "The file's names were read through this backbone's own timm <-> torchvision name \
+                 map ({model})."
+            )),
         });
     }
     let loaded = match WeightsFormat::of(file.path()) {

@@ -15,7 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a GRU / LSTM / Transformer multi-task model over cached features.
-    Train(crate::train::TrainArgs),
+    Train(Box<crate::train::TrainArgs>),
     /// Score the validation or test videos with a trained run (one CSV per video).
     Predict(crate::predict::PredictArgs),
     /// List the members of a training sweep (and the Slurm array to submit), or their status.

@@ -52,6 +52,7 @@ pub mod lrp_arl_ff;
 pub mod multirate;
 pub mod polarity;
 pub mod state;
+pub mod task_queries;
 pub mod topology;
 pub mod transformer;
 

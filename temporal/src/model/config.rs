@@ -840,6 +840,91 @@ mod tests {
     }
 
     #[test]
+    fn the_task_queries_model_needs_tokens_no_encoder_and_no_other_head() {
+        let tq = |tokens: i64| Config {
+            arch: Arch::None,
+            heads: HeadKinds {
+                all: JointHead::TaskQueries,
+                ..HeadKinds::default()
+            },
+            feat_dim: 1536,
+            tokens,
+            ..Config::default()
+        };
+        tq(289).validate().unwrap();
+        let pooled = tq(1).validate().unwrap_err();
+        assert_eq!(pooled, ConfigError::TaskQueriesOnPooled { dim: 1536 });
+        let text = pooled.to_string();
+        assert!(
+            text.contains("token system")
+                && text.contains("289 x 1536")
+                && text.contains("[1536]")
+                && text.contains("--output map"),
+            "{text}"
+        );
+        let with_au_head = Config {
+            heads: HeadKinds {
+                au: AuHead::Anfl,
+                all: JointHead::TaskQueries,
+                ..HeadKinds::default()
+            },
+            ..tq(289)
+        };
+        assert!(matches!(
+            with_au_head.validate(),
+            Err(ConfigError::TaskQueriesAlone { .. })
+        ));
+        let on_gru = Config {
+            arch: Arch::Gru,
+            ..tq(289)
+        };
+        assert!(matches!(
+            on_gru.validate(),
+            Err(ConfigError::TaskQueriesAlone { arch: Arch::Gru })
+        ));
+        let mut odd_grid = tq(290);
+        odd_grid.task_queries.positions = Positions::Sincos;
+        assert!(matches!(
+            odd_grid.validate(),
+            Err(ConfigError::SincosGrid { tokens: 290, .. })
+        ));
+        let mut heads = tq(289);
+        heads.task_queries.heads = 5;
+        assert!(matches!(
+            heads.validate(),
+            Err(ConfigError::Divides {
+                key: "task_queries.heads",
+                ..
+            })
+        ));
+        let pooled_model_on_tokens = Config {
+            tokens: 289,
+            feat_dim: 1536,
+            ..Config::default()
+        };
+        let e = pooled_model_on_tokens.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("[289, 1536]")
+                && e.contains("task-queries")
+                && e.contains("--output pooled"),
+            "{e}"
+        );
+        let c: Config = toml::from_str(
+            "arch = \"none\"\n[heads]\nall = \"task-queries\"\n[task_queries]\npositions = \"sincos\"\ngraph = \"full\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.heads.all, JointHead::TaskQueries);
+        assert_eq!(
+            (
+                c.task_queries.positions,
+                c.task_queries.graph,
+                c.task_queries.channels
+            ),
+            (Positions::Sincos, Graph::Full, 128)
+        );
+    }
+
+    #[test]
     fn token_features_go_to_the_token_head_and_it_needs_them() {
         let lrp = |tokens: i64| Config {
             arch: Arch::None,

@@ -95,11 +95,7 @@ fn the_task_queries_system_trains_on_tokens_beats_chance_on_every_task_and_submi
             "validation {key} {m:.3} does not beat chance {c:.3} by {margin}"
         );
     }
-    submit_in_test_list_order(
-        &dir.join("preds/test"),
-        &data,
-        &dir.join("submission.txt"),
-    );
+    submit_in_test_list_order(&dir.join("preds/test"), &data, &dir.join("submission.txt"));
 }
 
 #[test]

@@ -14,6 +14,9 @@
 //! Two ABAW5 systems (Wang et al.) plug into this frame: the encoder `arch = "multirate"`
 //! ([`multirate`]), whose three pipelines end in the AU logits themselves (no heads), and the
 //! VA head `va = "polarity"` ([`polarity`]), whose polarity classifiers gate its regressors.
+//! One ABAW7 system replaces the heads altogether: `[model.heads] all = "task-queries"`
+//! ([`task_queries`]), 22 task queries over a frame's patch tokens and an AU-assisted graph
+//! network giving every task's outputs from one module (`arch = "none"`, names at the root).
 //!
 //! The architecture reads top-down: [`config`], [`encoder`], [`topology`], [`heads`], with the
 //! shared [`layers`] and the Transformer layer in [`transformer`]; the hand-written CPU kernels

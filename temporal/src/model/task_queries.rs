@@ -54,6 +54,10 @@
 //! features (`[B, L, tokens * D]`, read as `[B * L, tokens, D]`). Only the configured tasks'
 //! outputs are returned; the graph always runs over all 22 nodes.
 //!
+//! Parity: `temporal/tests/task_queries_parity.rs` loads the reference's state dict strictly
+//! and compares outputs, the multi-task loss and every gradient (eval mode, 1e-5); regenerate
+//! its fixtures with `$(bash scripts/fixtures/venv.sh) scripts/fixtures/task_queries_fixture.py`.
+//!
 //! What it does not: read pooled vectors (one token per frame: the config check says so), the
 //! paper's EMMA pseudo-labels, folds or submission strategies (the trainer and `post/` do those),
 //! or fine-tune the DINOv2 backbone (the paper does not either).

@@ -10,9 +10,11 @@
 #   system/NAME-D or system/NAME-TxD: the training config configs/bench/NAME.toml (or else
 #     configs/systems/NAME.toml) on D-wide features (T tokens of D: a backbone map), through
 #     `temporal bench --system`, against scripts/bench/torch_frame_ref.py (the same config, the
-#     models of scripts/fixtures/affect_refs.py); frame-level models train on shuffled frames in
-#     batches of the config's batch_size (256) and infer on batches of as many frames. Data:
-#     16 videos x 1000 frames (4 x 500 for token inputs). A system whose [model] arch is
+#     models of scripts/fixtures/affect_refs.py and task_queries_refs.py); frame-level models
+#     train on shuffled frames in batches of the config's batch_size (256; 64 for task-queries)
+#     and infer on batches of as many frames. Data: 16 videos x 1000 frames (4 x 500 for token
+#     inputs; 2 x 128 for token inputs of more than 100 000 values per frame, e.g. DINOv2's
+#     289 x 1536 patches of the task-queries system: 0.45 GB of features per side). A system whose [model] arch is
 #     "multirate" (configs/systems/multirate-au.toml, the ABAW5 multi-rate AU encoder) trains on
 #     the config's streams x seg_len segments instead, against scripts/bench/torch_multirate_ref.py
 #     (the model of scripts/fixtures/abaw5_refs.py).
@@ -22,7 +24,7 @@
 #   STEPS=N            cap every timed pass at N steps (default: per configuration, below)
 #   EPOCHS=3           timed training passes;  INFER_REPS=3 timed inference passes (per run)
 #   ROUNDS=2           runs of each side per configuration, alternating who goes first
-#   CONFIGS="gru/basic system/anfl-512 ..."   a subset (default: all 14)
+#   CONFIGS="gru/basic system/anfl-512 ..."   a subset (default: all 15)
 #   PEERS=../shared/peers   OUT=out/bench-temporal   SKIP_BUILD=1 (use the existing release build)
 #   PHASES=1           the temporal reference's peer runs through scripts/bench/torch_temporal_phases.py,
 #                      which times its phases too; the table is then followed by a per-phase table
@@ -43,19 +45,21 @@ INFER_REPS=${INFER_REPS:-3}
 ROUNDS=${ROUNDS:-2}
 PEERS=${PEERS:-../shared/peers}
 OUT=${OUT:-out/bench-temporal}
-CONFIGS=${CONFIGS:-"gru/basic gru/share-bottom gru/feedback lstm/basic lstm/share-bottom lstm/feedback transformer/basic transformer/share-bottom transformer/feedback system/anfl-512 system/anfl-1288 system/mtca-1288 system/lrp-arl-ff-49x512 system/multirate-au-1288"}
+CONFIGS=${CONFIGS:-"gru/basic gru/share-bottom gru/feedback lstm/basic lstm/share-bottom lstm/feedback transformer/basic transformer/share-bottom transformer/feedback system/anfl-512 system/anfl-1288 system/mtca-1288 system/lrp-arl-ff-49x512 system/multirate-au-1288 system/task-queries-289x1536"}
 
 # Timed steps per pass: for ARCH/TOPOLOGY 2000 frames each, chosen as the peer README's (gru 4,
 # transformer 8, lstm 2, lstm feedback 1) and scaled down for the heavier topologies so that a
 # run stays short; for the systems 256 frames each, so that a training pass takes 3-5 s on 2
 # cores (a step of ANFL 512-d ~0.1 s, 1288-d ~0.55 s, MTCA 1288-d with SAM ~1.1 s, LRP-ARL-FF
-# ~3 s; inference passes take the same steps, 3-5 times faster).
+# ~3 s, task-queries 289 x 1536 at batch 64 ~7 s; inference passes take the same steps, 3-10
+# times faster).
 default_steps() {
   case "$1" in
     system/anfl-512) echo 40 ;;
     system/anfl-1288) echo 8 ;;
     system/mtca-1288) echo 4 ;;
     system/lrp-arl-ff-49x512) echo 1 ;;
+    system/task-queries-*) echo 2 ;;
     system/multirate-au-*) echo 2 ;;
     system/*) echo 4 ;;
     gru/basic) echo 4 ;;
@@ -93,7 +97,9 @@ parse_system() {
     echo "bench-temporal: $1: expected system/NAME-D or system/NAME-TxD with configs/bench/NAME.toml or configs/systems/NAME.toml" >&2
     return 1
   fi
-  if [ "$SYS_TOKENS" -gt 1 ]; then SYS_DATA=(--videos 4 --frames 500); else SYS_DATA=(--videos 16 --frames 1000); fi
+  if [ $((SYS_TOKENS * SYS_DIM)) -gt 100000 ]; then SYS_DATA=(--videos 2 --frames 128)
+  elif [ "$SYS_TOKENS" -gt 1 ]; then SYS_DATA=(--videos 4 --frames 500)
+  else SYS_DATA=(--videos 16 --frames 1000); fi
 }
 if [ -z "${SKIP_BUILD:-}" ]; then
   cargo build --release --bins

@@ -10,6 +10,9 @@ momentum, weight_decay, nesterov, sam_rho, clip, batch_size; the defaults of a m
   tasks va+expr+au,  va = "tanh-bn", expr = "au-attention", au = "anfl"
                                         -> Amtl(C, anfl_neighbors) (its ANFL dropout = anfl_dropout)
   tasks au,          au = "lrp-arl-ff"  -> LrpArlFf(C, [model.lrp]) on tokens [N, T, C]
+and from scripts/fixtures/task_queries_refs.py:
+  any tasks,         all = "task-queries" -> TaskQueries(C, T, [model.task_queries]) on tokens
+                                           [N, T, C] (the configured tasks' outputs)
 and times training and inference on synthetic in-memory data exactly as `temporal bench` does:
   data     --videos x --frames rows of --tokens x --dim standard normal floats (seed --seed);
            labels as the temporal peer: VA uniform [-1, 1), expression uniform 0..8, AUs 0/1
@@ -58,6 +61,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 import affect_refs as refs  # noqa: E402
+import task_queries_refs as tq_refs  # noqa: E402
 from phases import Phases  # noqa: E402
 
 N_AU, N_EXPR = refs.N_AU, refs.N_EXPR
@@ -76,7 +80,10 @@ def load_config(path):
     with open(path, "rb") as f:
         raw = tomllib.load(f)
     model = raw.get("model", {})
-    heads = {"va": "mlp", "expr": "mlp", "au": "mlp", **model.get("heads", {})}
+    heads = {"va": "mlp", "expr": "mlp", "au": "mlp", "all": "none", **model.get("heads", {})}
+    task_queries = {"channels": 128, "compress_hidden": 512, "heads": 8, "blocks": 4, "ff": 512,
+                    "dropout": 0.1, "positions": "learned", "graph": "knn", "neighbors": 4,
+                    **model.get("task_queries", {})}
     lrp = {"lanets": 4, "reduction": 8, "fusion": "attention", "fusion_weight": 0.5,
            "fusion_heads": 8, "fusion_ff": 0, "fusion_layers": 2, "fusion_dropout": 0.1,
            **model.get("lrp", {})}
@@ -102,6 +109,7 @@ def load_config(path):
         "anfl_dropout": model.get("anfl_dropout", 0.0),
         "heads": heads,
         "lrp": lrp,
+        "task_queries": task_queries,
         "loss": loss,
     }
 
@@ -122,7 +130,13 @@ class FrameModel(nn.Module):
             fail(f"freeze = {cfg['freeze']}: frozen parts are not supported by this peer")
         tasks, h = set(cfg["tasks"]), cfg["heads"]
         self.tokens = tokens
-        if tasks == {"au"} and h["au"] == "anfl" and tokens == 1:
+        self.tasks = tasks
+        if h["all"] == "task-queries" and tokens > 1:
+            self.kind = "task-queries"
+            self.net = tq_refs.TaskQueries(dim, tokens, **cfg["task_queries"])
+        elif h["all"] != "none":
+            fail(f"[model.heads] all = {h['all']!r} on {tokens} token(s): not a system this peer builds")
+        elif tasks == {"au"} and h["au"] == "anfl" and tokens == 1:
             self.kind = "anfl"
             self.net = refs.AnflHead(dim, N_AU, cfg["anfl_neighbors"], drop=cfg["anfl_dropout"])
         elif (tasks == {"va", "expr", "au"} and (h["va"], h["expr"], h["au"])
@@ -142,8 +156,8 @@ class FrameModel(nn.Module):
         else:
             fail(f"tasks {sorted(tasks)} with heads {h} on {tokens} token(s): not a system this "
                  "peer builds (ANFL AU; MTCA: tanh-bn VA + au-attention EXPR + ANFL AU; "
-                 "LRP-ARL-FF AU on tokens)")
-        self.au_probabilities = self.kind != "lrp"
+                 "LRP-ARL-FF AU on tokens; task queries on tokens)")
+        self.au_probabilities = self.kind not in ("lrp", "task-queries")
 
     def forward(self, x):
         if self.kind == "anfl":
@@ -151,6 +165,9 @@ class FrameModel(nn.Module):
         if self.kind == "amtl":
             va, ex, au = self.net(x)
             return {"va": va, "expr": ex, "au": au}
+        if self.kind == "task-queries":
+            au, ex, va = self.net(x.view(x.shape[0], self.tokens, -1))
+            return {k: v for k, v in (("va", va), ("expr", ex), ("au", au)) if k in self.tasks}
         return {"au": self.net(x.view(x.shape[0], self.tokens, -1))}
 
 

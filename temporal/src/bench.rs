@@ -1009,7 +1009,9 @@ mod tests {
         assert!(files.len() >= 3, "{files:?}");
         for file in files {
             let cfg = TrainConfig::load(&file).unwrap();
-            let tokens = if cfg.model.heads.au == crate::model::AuHead::LrpArlFf {
+            let tokens = if cfg.model.heads.au == crate::model::AuHead::LrpArlFf
+                || cfg.model.heads.all == crate::model::config::JointHead::TaskQueries
+            {
                 4
             } else {
                 1

@@ -351,6 +351,10 @@ mod tests {
                 // a token system: its features are an IResNet map, 7 x 7 tokens of 512
                 (model.tokens, model.feat_dim) = (49, 512);
             }
+            if model.heads.all == crate::model::config::JointHead::TaskQueries {
+                // a token system: its features are DINOv2's patches, 17 x 17 tokens of 1536
+                (model.tokens, model.feat_dim) = (289, 1536);
+            }
             model
                 .validate()
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

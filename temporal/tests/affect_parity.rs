@@ -135,6 +135,7 @@ fn mtca_config(feat_dim: i64) -> Config {
             va: VaHead::TanhBn,
             expr: ExprHead::AuAttention,
             au: AuHead::Anfl,
+            ..HeadKinds::default()
         },
         anfl_neighbors: 4,
         anfl_dropout: 0.5,

@@ -7,6 +7,7 @@
 //! What it does not: build tensors (that is [`super::TemporalMtl`]) or read files (a run's
 //! `config.toml` is read by the trainer, which deserialises this struct from it).
 
+pub use super::task_queries::{Graph, Positions, TaskQueriesConfig};
 use serde::{Deserialize, Serialize};
 use shared::tasks::Task;
 
@@ -253,6 +254,30 @@ pub enum AuHead {
     LrpArlFf,
 }
 
+/// A model that produces the outputs of every task from one module (`[model.heads] all`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JointHead {
+    /// None: each task group has its own head (`va`, `expr`, `au`).
+    #[default]
+    None,
+    /// The ABAW7 task queries over patch tokens with the AU-assisted GCN
+    /// ([`super::task_queries`]; names at the root: `compress.*`, `queries`, `blocks.*`,
+    /// `gcn.*`, `masks`, `{au,expr,va}_fc.*`). Needs `tokens` > 1, `arch = "none"` and the
+    /// per-task heads left at their defaults.
+    TaskQueries,
+}
+
+impl JointHead {
+    /// The name in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            JointHead::None => "none",
+            JointHead::TaskQueries => "task-queries",
+        }
+    }
+}
+
 /// How the LRP-ARL-FF head fuses its two branches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -312,6 +337,8 @@ pub struct HeadKinds {
     pub expr: ExprHead,
     /// Action units.
     pub au: AuHead,
+    /// One module for every task instead of the three above.
+    pub all: JointHead,
 }
 
 /// Hyper-parameters of [`super::TemporalMtl`]; the defaults are the reference's
@@ -357,6 +384,8 @@ pub struct Config {
     pub anfl_dropout: f64,
     /// The LRP-ARL-FF head's sizes (`au = "lrp-arl-ff"`).
     pub lrp: LrpConfig,
+    /// The task-queries model's sizes (`[model.heads] all = "task-queries"`).
+    pub task_queries: TaskQueriesConfig,
 }
 
 impl Default for Config {
@@ -379,6 +408,7 @@ impl Default for Config {
             anfl_neighbors: 4,
             anfl_dropout: 0.0,
             lrp: LrpConfig::default(),
+            task_queries: TaskQueriesConfig::default(),
         }
     }
 }
@@ -496,17 +526,24 @@ impl Config {
         Ok(())
     }
 
-    /// Token features go to the LRP-ARL-FF head alone, which needs them.
+    /// Token features go to the token models alone (the LRP-ARL-FF head, the task-queries
+    /// model), which need them.
     fn validate_tokens(&self) -> Result<(), ConfigError> {
         let token_head = self.heads.au == AuHead::LrpArlFf;
+        let joint = self.heads.all == JointHead::TaskQueries;
         if token_head && self.tokens == 1 {
             return Err(ConfigError::TokenHeadOnPooled);
         }
+        if joint {
+            self.validate_task_queries()?;
+        }
         if self.tokens > 1
+            && !joint
             && !(token_head && self.arch == Arch::None && self.tasks == [HeadTask::Au])
         {
             return Err(ConfigError::TokensWithoutTokenHead {
                 tokens: self.tokens,
+                dim: self.feat_dim,
             });
         }
         if token_head {
@@ -537,6 +574,57 @@ impl Config {
             if !(0.0..1.0).contains(&l.fusion_dropout) {
                 return Err(ConfigError::Dropout(l.fusion_dropout));
             }
+        }
+        Ok(())
+    }
+
+    /// `[model.heads] all = "task-queries"`: token features, no encoder, no other head, sizes
+    /// that build.
+    fn validate_task_queries(&self) -> Result<(), ConfigError> {
+        if self.tokens == 1 {
+            return Err(ConfigError::TaskQueriesOnPooled { dim: self.feat_dim });
+        }
+        let defaults = HeadKinds {
+            all: JointHead::TaskQueries,
+            ..HeadKinds::default()
+        };
+        if self.arch != Arch::None || self.heads != defaults {
+            return Err(ConfigError::TaskQueriesAlone { arch: self.arch });
+        }
+        let t = &self.task_queries;
+        for (key, value) in [
+            ("task_queries.channels", t.channels),
+            ("task_queries.heads", t.heads),
+            ("task_queries.blocks", t.blocks),
+            ("task_queries.ff", t.ff),
+            ("task_queries.neighbors", t.neighbors),
+        ] {
+            if value <= 0 {
+                return Err(ConfigError::NotPositive { key, value });
+            }
+        }
+        if t.compress_hidden < 0 {
+            return Err(ConfigError::NotPositive {
+                key: "task_queries.compress_hidden",
+                value: t.compress_hidden,
+            });
+        }
+        if t.channels % t.heads != 0 {
+            return Err(ConfigError::Divides {
+                key: "task_queries.heads",
+                value: t.heads,
+                width: t.channels,
+            });
+        }
+        if !(0.0..1.0).contains(&t.dropout) {
+            return Err(ConfigError::Dropout(t.dropout));
+        }
+        let side = (self.tokens as f64).sqrt().round() as i64;
+        if t.positions == Positions::Sincos && (side * side != self.tokens || t.channels % 4 != 0) {
+            return Err(ConfigError::SincosGrid {
+                tokens: self.tokens,
+                channels: t.channels,
+            });
         }
         Ok(())
     }
@@ -616,10 +704,32 @@ pub enum ConfigError {
     #[error("model config: [model.heads] au = \"lrp-arl-ff\" is a token system: it reads a backbone's spatial map, but the features are one pooled vector per frame; extract the map (`extractor extract --output map`, or `extractor sample-data --synthetic-tokens N` for the sample) and train on that feature set")]
     TokenHeadOnPooled,
     /// Token features for a model that reads vectors.
-    #[error("model config: the features have {tokens} tokens per frame (a spatial map), which only [model.heads] au = \"lrp-arl-ff\" with arch = \"none\" and tasks = [au] reads; train this model on pooled features (`extractor extract --output pooled`)")]
+    #[error("model config: the features have {tokens} tokens per frame (a spatial map, [{tokens}, {dim}] per frame), but this model reads one pooled vector per frame ([D]); only [model.heads] au = \"lrp-arl-ff\" (arch = \"none\", tasks = [au]) and all = \"task-queries\" (arch = \"none\") read tokens; train this model on pooled features (`extractor extract --output pooled`)")]
     TokensWithoutTokenHead {
         /// Tokens per frame.
         tokens: i64,
+        /// Width of a token.
+        dim: i64,
+    },
+    /// The task-queries model on one vector per frame.
+    #[error("model config: [model.heads] all = \"task-queries\" is a token system: it reads patch tokens, [tokens, D] per frame (the paper: DINOv2's 289 x 1536), but the features are one pooled vector per frame ([{dim}]); extract the patch tokens (`extractor extract --output map`, or `extractor sample-data --synthetic-tokens N` for the sample) and train on that feature set")]
+    TaskQueriesOnPooled {
+        /// Width of the pooled vector.
+        dim: i64,
+    },
+    /// The task-queries model with an encoder or other heads.
+    #[error("model config: [model.heads] all = \"task-queries\" is the whole model: it needs arch = \"none\" (got {arch}) and no other [model.heads] entry (va, expr, au at their defaults)")]
+    TaskQueriesAlone {
+        /// The configured encoder.
+        arch: Arch,
+    },
+    /// Sine-cosine positions off a square grid.
+    #[error("model config: task_queries.positions = \"sincos\" needs a square patch grid and channels a multiple of 4, but there are {tokens} tokens and {channels} channels; use positions = \"learned\"")]
+    SincosGrid {
+        /// Tokens per frame.
+        tokens: i64,
+        /// Channels after compression.
+        channels: i64,
     },
     /// A LANet reduction larger than the token width.
     #[error("model config: `lrp.reduction` = {value} leaves the LANets no hidden unit on tokens {width} wide (hidden = width / reduction); use at most {width}")]
@@ -730,6 +840,91 @@ mod tests {
     }
 
     #[test]
+    fn the_task_queries_model_needs_tokens_no_encoder_and_no_other_head() {
+        let tq = |tokens: i64| Config {
+            arch: Arch::None,
+            heads: HeadKinds {
+                all: JointHead::TaskQueries,
+                ..HeadKinds::default()
+            },
+            feat_dim: 1536,
+            tokens,
+            ..Config::default()
+        };
+        tq(289).validate().unwrap();
+        let pooled = tq(1).validate().unwrap_err();
+        assert_eq!(pooled, ConfigError::TaskQueriesOnPooled { dim: 1536 });
+        let text = pooled.to_string();
+        assert!(
+            text.contains("token system")
+                && text.contains("289 x 1536")
+                && text.contains("[1536]")
+                && text.contains("--output map"),
+            "{text}"
+        );
+        let with_au_head = Config {
+            heads: HeadKinds {
+                au: AuHead::Anfl,
+                all: JointHead::TaskQueries,
+                ..HeadKinds::default()
+            },
+            ..tq(289)
+        };
+        assert!(matches!(
+            with_au_head.validate(),
+            Err(ConfigError::TaskQueriesAlone { .. })
+        ));
+        let on_gru = Config {
+            arch: Arch::Gru,
+            ..tq(289)
+        };
+        assert!(matches!(
+            on_gru.validate(),
+            Err(ConfigError::TaskQueriesAlone { arch: Arch::Gru })
+        ));
+        let mut odd_grid = tq(290);
+        odd_grid.task_queries.positions = Positions::Sincos;
+        assert!(matches!(
+            odd_grid.validate(),
+            Err(ConfigError::SincosGrid { tokens: 290, .. })
+        ));
+        let mut heads = tq(289);
+        heads.task_queries.heads = 5;
+        assert!(matches!(
+            heads.validate(),
+            Err(ConfigError::Divides {
+                key: "task_queries.heads",
+                ..
+            })
+        ));
+        let pooled_model_on_tokens = Config {
+            tokens: 289,
+            feat_dim: 1536,
+            ..Config::default()
+        };
+        let e = pooled_model_on_tokens.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("[289, 1536]")
+                && e.contains("task-queries")
+                && e.contains("--output pooled"),
+            "{e}"
+        );
+        let c: Config = toml::from_str(
+            "arch = \"none\"\n[heads]\nall = \"task-queries\"\n[task_queries]\npositions = \"sincos\"\ngraph = \"full\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.heads.all, JointHead::TaskQueries);
+        assert_eq!(
+            (
+                c.task_queries.positions,
+                c.task_queries.graph,
+                c.task_queries.channels
+            ),
+            (Positions::Sincos, Graph::Full, 128)
+        );
+    }
+
+    #[test]
     fn token_features_go_to_the_token_head_and_it_needs_them() {
         let lrp = |tokens: i64| Config {
             arch: Arch::None,
@@ -753,7 +948,7 @@ mod tests {
         };
         assert!(matches!(
             on_gru.validate(),
-            Err(ConfigError::TokensWithoutTokenHead { tokens: 16 })
+            Err(ConfigError::TokensWithoutTokenHead { tokens: 16, .. })
         ));
         let mlp_on_tokens = Config {
             tokens: 49,

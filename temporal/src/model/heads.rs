@@ -19,6 +19,10 @@
 //! - `au = "lrp-arl-ff"`: the ABAW5 detector over token features ([`super::lrp_arl_ff`],
 //!   `au.*`), AU logits; the features of each frame `[tokens * C]` are read as `[tokens, C]`.
 //!
+//! - `all = "task-queries"`: the ABAW7 task queries with the AU-assisted GCN
+//!   ([`super::task_queries`], names at the root), every task from one module on token
+//!   features, read as `[tokens, C]` per frame like LRP-ARL-FF's; it replaces the three above.
+//!
 //! [`Heads::forward_t`] maps per-task features `[B, L, d]` to the raw outputs by head name
 //! (`valence`, `arousal` `[B, L, 1]`, `expr` `[B, L, 8]`, `au` `[B, L, 12]`). The heads other
 //! than the MLP read frames one by one (`[B * L, d]`); their BatchNorm statistics in training
@@ -28,11 +32,12 @@
 //! ANFL's outputs are already probabilities, which [`Heads::au_probabilities`] says).
 
 use super::anfl::{Anfl, AnflConfig};
-use super::config::{AuHead, Config, ExprHead, FusionKind, HeadTask, VaHead};
+use super::config::{AuHead, Config, ExprHead, FusionKind, HeadTask, JointHead, VaHead};
 use super::kernels::dropout::dropout;
 use super::layers::{torch_linear, uniform, BatchNorm1d};
 use super::lrp_arl_ff::{Fusion, LrpArlFf, LrpArlFfConfig};
 use super::polarity::PolarityVa;
+use super::task_queries::TaskQueries;
 use std::collections::BTreeMap;
 use tch::nn;
 use tch::Tensor;
@@ -150,12 +155,27 @@ pub struct Heads {
     ex: Option<nn::Linear>,
     attention: Option<AdditiveAttention>,
     au: Option<AuModule>,
+    joint: Option<(TaskQueries, Vec<HeadTask>)>,
 }
 
 impl Heads {
     /// Creates the heads of `cfg.tasks` under `root` for features of width `d`.
     pub fn new(root: &nn::Path, cfg: &Config, d: i64) -> Self {
         let kinds = cfg.heads;
+        if kinds.all == JointHead::TaskQueries {
+            return Heads {
+                mlp: BTreeMap::new(),
+                va: None,
+                polarity: None,
+                ex: None,
+                attention: None,
+                au: None,
+                joint: Some((
+                    TaskQueries::new(root, cfg.task_queries, cfg.tokens, d),
+                    cfg.tasks.clone(),
+                )),
+            };
+        }
         let uses_mlp = |t: HeadTask| match t {
             HeadTask::Valence | HeadTask::Arousal => kinds.va == VaHead::Mlp,
             HeadTask::Expr => kinds.expr == ExprHead::Mlp,
@@ -210,6 +230,7 @@ impl Heads {
             ex,
             attention,
             au,
+            joint: None,
         }
     }
 
@@ -226,6 +247,9 @@ impl Heads {
         valid: Option<&Tensor>,
         train: bool,
     ) -> BTreeMap<String, Tensor> {
+        if let Some((model, tasks)) = &self.joint {
+            return joint_outputs(model, tasks, feats, valid, train);
+        }
         let mut out: BTreeMap<String, Tensor> = self
             .mlp
             .iter()
@@ -287,4 +311,35 @@ impl Heads {
         }
         out
     }
+}
+
+/// The outputs of the configured `tasks` from the task-queries model on token features
+/// `[B, L, tokens * C]` (any task's: they are the same features without an encoder).
+fn joint_outputs(
+    model: &TaskQueries,
+    tasks: &[HeadTask],
+    feats: &BTreeMap<HeadTask, Tensor>,
+    valid: Option<&Tensor>,
+    train: bool,
+) -> BTreeMap<String, Tensor> {
+    let f = feats
+        .values()
+        .next()
+        .expect("features for at least one task");
+    let (b, l) = (f.size()[0], f.size()[1]);
+    let x = f.reshape([b * l, model.tokens(), -1]);
+    let rows = valid.map(|v| v.reshape([-1]));
+    let o = model.forward_t(&x, rows.as_ref(), train);
+    tasks
+        .iter()
+        .map(|&t| {
+            let y = match t {
+                HeadTask::Valence => o.va.narrow(1, 0, 1),
+                HeadTask::Arousal => o.va.narrow(1, 1, 1),
+                HeadTask::Expr => o.expr.shallow_clone(),
+                HeadTask::Au => o.au.shallow_clone(),
+            };
+            (t.name().to_string(), y.reshape([b, l, -1]))
+        })
+        .collect()
 }

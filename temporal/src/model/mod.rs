@@ -14,6 +14,9 @@
 //! Two ABAW5 systems (Wang et al.) plug into this frame: the encoder `arch = "multirate"`
 //! ([`multirate`]), whose three pipelines end in the AU logits themselves (no heads), and the
 //! VA head `va = "polarity"` ([`polarity`]), whose polarity classifiers gate its regressors.
+//! One ABAW7 system replaces the heads altogether: `[model.heads] all = "task-queries"`
+//! ([`task_queries`]), 22 task queries over a frame's patch tokens and an AU-assisted graph
+//! network giving every task's outputs from one module (`arch = "none"`, names at the root).
 //!
 //! The architecture reads top-down: [`config`], [`encoder`], [`topology`], [`heads`], with the
 //! shared [`layers`] and the Transformer layer in [`transformer`]; the hand-written CPU kernels
@@ -52,6 +55,7 @@ pub mod lrp_arl_ff;
 pub mod multirate;
 pub mod polarity;
 pub mod state;
+pub mod task_queries;
 pub mod topology;
 pub mod transformer;
 
@@ -432,6 +436,92 @@ mod tests {
             TemporalMtl::try_new(&vs.root(), &cfg),
             Err(ConfigError::Heads { .. })
         ));
+    }
+
+    /// The task-queries model reads each frame's features as tokens, creates its names at the
+    /// root, gives every task's output and learns labels that live in single tokens.
+    #[test]
+    fn task_queries_model_gives_every_task_from_tokens_and_learns_local_labels() {
+        one_thread();
+        tch::manual_seed(5);
+        let cfg = Config {
+            arch: Arch::None,
+            heads: config::HeadKinds {
+                all: config::JointHead::TaskQueries,
+                ..config::HeadKinds::default()
+            },
+            feat_dim: 8,
+            tokens: 4,
+            task_queries: config::TaskQueriesConfig {
+                channels: 16,
+                compress_hidden: 16,
+                heads: 2,
+                blocks: 2,
+                ff: 32,
+                ..config::TaskQueriesConfig::default()
+            },
+            ..Config::default()
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = TemporalMtl::new(&vs.root(), &cfg);
+        let names = vs.variables();
+        for name in [
+            "compress.0.weight",
+            "queries",
+            "blocks.1.self_attn.in_proj_weight",
+            "gcn.2.bnv.running_var",
+            "expr_fc.weight",
+        ] {
+            assert!(names.contains_key(name), "{name} in {:?}", names.keys());
+        }
+        assert!(!names
+            .keys()
+            .any(|n| n.starts_with("heads.") || n.starts_with("au.")));
+        let (b, t, c) = (48, 4, 8);
+        let x = Tensor::randn([b, 1, t * c], (Kind::Float, Device::Cpu));
+        let tokens = x.view([b, t, c]);
+        // AUs on where channel 0 of token 1 is positive, the expression from token 2's sign,
+        // valence and arousal from token 3.
+        let on = tokens.select(1, 1).select(1, 0).gt(0.0);
+        let au = on.to_kind(Kind::Float).view([b, 1, 1]).repeat([1, 1, 12]);
+        let expr = tokens
+            .select(1, 2)
+            .select(1, 0)
+            .gt(0.0)
+            .to_kind(Kind::Int64)
+            * 3;
+        let va = tokens.select(1, 3).narrow(1, 0, 2).tanh().view([b, 1, 2]);
+        let labels = LabelTensors {
+            va,
+            expr: expr.view([b, 1]),
+            au,
+        };
+        let valid = Tensor::ones([b, 1], (Kind::Bool, Device::Cpu));
+        let loss_cfg = LossConfig {
+            va_loss: crate::loss::VaLoss::Ccc,
+            ..LossConfig::default()
+        };
+        let mut opt = nn::Adam::default().build(&vs, 3e-3).unwrap();
+        let eval = || {
+            let (out, _) = model.forward_t(&x, None, None, false);
+            for (task, n) in [("valence", 1), ("arousal", 1), ("expr", 8), ("au", 12)] {
+                assert_eq!(out.by_task[task].size(), [b, 1, n], "{task}");
+            }
+            assert!(!out.au_probabilities, "the task queries give AU logits");
+            mtl_loss(&out, &labels, &valid, &loss_cfg)
+                .0
+                .double_value(&[])
+        };
+        let before = eval();
+        for _ in 0..80 {
+            let (mut out, _) = model.forward_t(&x, None, None, true);
+            let (loss, _) = mtl_loss(&out, &labels, &valid, &loss_cfg);
+            opt.zero_grad();
+            out.backward(&loss);
+            opt.step();
+        }
+        let after = eval();
+        assert!(after < 0.5 * before, "loss {before} -> {after}");
     }
 
     /// The LRP-ARL-FF head reads each frame's features as tokens, creates its names under `au.`,

@@ -130,6 +130,37 @@ impl MultiheadAttention {
     }
 }
 
+impl MultiheadAttention {
+    /// `nn.MultiheadAttention(query, key, value)` with distinct inputs (cross-attention, or
+    /// positions added to the queries and keys but not to the values): `query [B, Lq, d]`,
+    /// `key` and `value [B, Lk, d]`, no mask; dropout on the attention weights only when `train`.
+    pub fn attend(&self, query: &Tensor, key: &Tensor, value: &Tensor, train: bool) -> Tensor {
+        let (b, lq, d) = query.size3().expect("attention query must be [B, L, d]");
+        let lk = key.size()[1];
+        let h = self.n_heads;
+        let w = self.in_proj_weight.chunk(3, 0);
+        let bias = self.in_proj_bias.chunk(3, 0);
+        let split = |t: &Tensor, l: i64| t.view([b, l, h, d / h]).transpose(1, 2);
+        let q = split(&query.linear(&w[0], Some(&bias[0])), lq);
+        let k = split(&key.linear(&w[1], Some(&bias[1])), lk);
+        let v = split(&value.linear(&w[2], Some(&bias[2])), lk);
+        let p = if train { self.dropout } else { 0.0 };
+        let attn = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<&Tensor>,
+            p,
+            false,
+            None,
+            false,
+        );
+        attn.transpose(1, 2)
+            .reshape([b, lq, d])
+            .apply(&self.out_proj)
+    }
+}
+
 /// PyTorch's `nn.TransformerEncoderLayer(d, n_heads, ff, dropout, batch_first=True)`:
 /// post-norm, ReLU, layer-norm eps 1e-5.
 #[derive(Debug)]

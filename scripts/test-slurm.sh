@@ -25,6 +25,12 @@
 #    the first video must be the mean of the members', which must differ
 #    (scripts/slurm/check_ensemble_mean.py). Reported NOT RUN, not failed, when the temporal
 #    binary has no `train --sweep-index` or no `sweep` subcommand (e.g. an older build).
+# 5. Six folds and five submissions: the ABAW7 task-queries system (configs/systems/task-queries.toml
+#    at toy size) on a synthetic token sample of 16 videos, as a 6-fold sweep with
+#    `scheme = "frames"` (configs/sweeps/task-queries-6fold.toml's scheme) through a 6-task array
+#    of train-sweep.sbatch; `temporal sweep` must report "finished: 6 of 6", and `temporal
+#    submit-strategies` must write five MTL submission files with one row per test-list frame, in
+#    its order (scripts/slurm/check_submission_order.py). NOT RUN without `submit-strategies`.
 #
 # Environment: EXTRACTOR and TEMPORAL, the binaries (default target/release/extractor and
 # target/release/temporal; the jobs use the same ones, as sbatch passes the environment on);
@@ -326,6 +332,43 @@ EOF
       tail -n 5 "$BASE/logs/ensemble.out"
       fail "temporal ensemble of the sweep folder (3 members)"
     fi
+  fi
+fi
+
+# --- 5. six folds of the task-queries system, five submissions ------------------------------------
+echo "== six-fold task-queries sweep through train-sweep.sbatch, then the five submissions"
+if ! "$T" submit-strategies --help >/dev/null 2>&1; then
+  not_run "six folds: there is no 'temporal submit-strategies' subcommand yet"
+else
+  "$X" sample-data --out "$BASE/tokens" --videos 16 --frames 90 --no-frames --seed 4 \
+    --synthetic-tokens 4 --token-dim 8 >"$BASE/logs/tokens.out" 2>&1 ||
+    { tail -n 5 "$BASE/logs/tokens.out"; fail "synthetic token sample"; }
+  # The system's own file with toy sizes: the keys after [model.task_queries] replace its values.
+  sed -e 's/^epochs = .*/epochs = 2/' -e 's/^warmup_epochs = .*/warmup_epochs = 1/' \
+    -e 's/^channels = .*/channels = 8/' -e 's/^compress_hidden = .*/compress_hidden = 16/' \
+    -e 's/^heads = .*/heads = 2/' -e 's/^blocks = .*/blocks = 2/' -e 's/^ff = .*/ff = 16/' \
+    -e "s|^data = .*|data = \"$BASE/tokens\"\nthreads = 1|" \
+    configs/systems/task-queries.toml >"$BASE/tq-base.toml"
+  sed -e "s|^base = .*|base = \"$BASE/tq-base.toml\"|" -e "s|^out = .*|out = \"$BASE/tq\"|" \
+    configs/sweeps/task-queries-6fold.toml >"$BASE/tq.toml"
+  listing=$("$T" sweep "$BASE/tq.toml" --list 2>&1)
+  check "the six-fold sweep has an array size of 6" grep -qx 'array size: 6' <<<"$listing"
+  job=$(submit --array=0-5 --cpus-per-task=1 --job-name=folds \
+        configs/slurm/train-sweep.sbatch "$BASE/tq.toml")
+  TASKS=6 run_array "$job" folds
+  status=$("$T" sweep "$BASE/tq.toml" 2>&1)
+  check "temporal sweep reports the 6 folds finished" grep -qx 'finished: 6 of 6' <<<"$status"
+  if "$T" submit-strategies "$BASE/tq.toml" --test-list "$BASE/tokens/test_set_list.txt" \
+      --out "$BASE/strategies" >"$BASE/logs/strategies.out" 2>&1; then
+    pass "temporal submit-strategies over the six folds"
+    for stem in 1-best-overall 2-best-per-task 3-folds-mean 4-folds-per-task 5-all-four; do
+      check "submission $stem: one row per test-list frame, in its order" \
+        python3 scripts/slurm/check_submission_order.py "$BASE/strategies/$stem.txt" \
+        "$BASE/tokens/test_set_list.txt"
+    done
+  else
+    tail -n 5 "$BASE/logs/strategies.out"
+    fail "temporal submit-strategies over the six folds"
   fi
 fi
 

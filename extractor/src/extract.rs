@@ -6,13 +6,16 @@
 //! Corrupt frames are recorded in the file's `missing` list; a video that cannot be read at all is
 //! reported and the others complete; the process then exits non-zero.
 //!
-//! Cache folders: a feature set writes `<out>/<set>/`. `--output pooled|map` overrides the sets'
-//! `output` (what a CNN backbone writes per frame: its vector, or its last spatial feature map as
-//! `[H*W, C]` tokens); when the flag changes what a set writes, the set's folder is
-//! `<set>-map` (or `<set>-pooled`), so `--backbone iresnet50 --output map` writes
-//! `<out>/iresnet50-map/` and pooled and map features never share a folder. Every set is resolved
-//! and checked before anything is written (`--output map` on a backbone without a spatial map is
-//! an error naming it).
+//! Cache folders: a feature set writes `<out>/<set>/`. `--output pooled|map|tokens` overrides
+//! the sets' `output` (what a backbone writes per frame: its vector, a CNN's last spatial feature
+//! map as `[H*W, C]` tokens, or a ViT's patch tokens); when the flag changes what a set writes,
+//! the set's folder is `<set>-map`, `<set>-tokens` (or `<set>-pooled`), so `--backbone iresnet50
+//! --output map` writes `<out>/iresnet50-map/` and pooled and token features never share a
+//! folder. Every set is resolved and checked before anything is written (`--output map` on a
+//! backbone without a spatial map, or `tokens` on one without patch tokens, is an error naming
+//! it). Token features (a map or patch tokens, `(n, tokens, d)`) are stored as float16 unless
+//! `--dtype` (or the config's `dtype`) says otherwise: half the disk, and DINOv2-g's 289 x 1536
+//! tokens are 0.9 MB a frame even so; pooled vectors stay float32.
 //!
 //! What it does not: train models, or decide what a backbone computes (that is
 //! [`crate::backbones`]).
@@ -52,13 +55,13 @@ pub struct ExtractArgs {
     /// `[extract] backbones`, else `hog`].
     #[arg(long = "backbone", value_name = "NAME")]
     pub backbones: Vec<String>,
-    /// What a CNN backbone (iresnet*, densenet*, resnet*, mobilenet_v2) writes per frame.
-    /// Overrides the sets' `output`; when that changes what a set writes, its cache folder is
-    /// `<set>-map` (or `<set>-pooled`), so pooled and map features never mix: `--backbone
-    /// iresnet50 --output map` writes `<out>/iresnet50-map/`. Other backbones have no spatial
-    /// map: an error (a ViT set has `pooling = "tokens"` instead) [default: the set's `output`,
-    /// else pooled].
-    #[arg(long, value_enum, value_name = "pooled|map")]
+    /// What a backbone writes per frame: its vector, a CNN's last spatial map (iresnet*,
+    /// densenet*, resnet*, mobilenet_v2, regnet_*, efficientnet_*) or a ViT's patch tokens
+    /// (vit_b16, dinov2_*). Overrides the sets' `output`; when that changes what a set writes,
+    /// its cache folder is `<set>-map`, `<set>-tokens` (or `<set>-pooled`), so pooled and token
+    /// features never mix: `--backbone iresnet50 --output map` writes `<out>/iresnet50-map/`.
+    /// A backbone without that output is an error [default: the set's `output`, else pooled].
+    #[arg(long, value_enum, value_name = "pooled|map|tokens")]
     pub output: Option<Output>,
     /// Weights for the single chosen backbone: safetensors, or a PyTorch checkpoint (.pth, .pt,
     /// .bin: a state dict, also under "state_dict", "model" or "module"; read without Python)
@@ -79,7 +82,8 @@ pub struct ExtractArgs {
     /// Only these videos (comma-separated ids).
     #[arg(long, value_delimiter = ',', value_name = "ID,...")]
     pub videos: Vec<String>,
-    /// Storage type of the features: f32 or f16 [default: f32].
+    /// Storage type of the features: f32 or f16 [default: f16 for token features (a map or
+    /// patch tokens), f32 for vectors].
     #[arg(long, value_name = "f32|f16")]
     pub dtype: Option<String>,
     /// Replace cached files made with other weights or preprocessing instead of stopping.
@@ -99,8 +103,8 @@ pub struct ExtractArgs {
 pub struct Options {
     /// Frames per forward pass.
     pub batch_size: usize,
-    /// Storage type of the features.
-    pub dtype: Dtype,
+    /// Storage type of the features [default: f16 for token features, f32 for vectors].
+    pub dtype: Option<Dtype>,
     /// Where the backbone runs.
     pub device: Device,
     /// Replace cached files made differently.
@@ -177,12 +181,12 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
         sets.push((folder, cfg));
     }
     let batch_size = args.batch_size.or(defaults.batch_size).unwrap_or(64).max(1);
-    let dtype = parse_dtype(
-        args.dtype
-            .as_deref()
-            .or(defaults.dtype.as_deref())
-            .unwrap_or("f32"),
-    )?;
+    let dtype = args
+        .dtype
+        .as_deref()
+        .or(defaults.dtype.as_deref())
+        .map(parse_dtype)
+        .transpose()?;
     let device = parse_device(
         args.device
             .as_deref()
@@ -325,6 +329,11 @@ pub fn extract_set(
     })?;
     let backbone = backbones::build(cfg, device)
         .with_context(|| format!("building the backbone of feature set {set:?}"))?;
+    let dtype = dtype.unwrap_or(if backbone.output_shape().len() > 1 {
+        Dtype::F16
+    } else {
+        Dtype::F32
+    });
     let template = CacheAttrs {
         backbone: backbone.name().to_string(),
         dim: *backbone.output_shape().last().unwrap_or(&0),

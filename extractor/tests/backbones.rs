@@ -735,8 +735,8 @@ fn map_output_on_a_backbone_without_a_spatial_map_is_an_error_saying_what_to_use
     assert!(bad.contains("pooled") && bad.contains("map"), "{bad}");
     for (name, hint) in [
         ("hog", "drop `--output map`"),
-        ("vit_b16", "pooling = \"tokens\""),
-        ("dinov2_vitb14", "pooling = \"tokens\""),
+        ("vit_b16", "--output tokens"),
+        ("dinov2_vitb14", "--output tokens"),
         ("torchscript:model.pt", "export it to return [tokens, dim]"),
     ] {
         let cfg = with_output(&BackboneConfig::named(name), Output::Map);
@@ -751,5 +751,55 @@ fn map_output_on_a_backbone_without_a_spatial_map_is_an_error_saying_what_to_use
         );
         // `pooled` is what every backbone writes: allowed everywhere.
         assert!(with_output(&cfg, Output::Pooled).check_fields().is_ok());
+    }
+}
+
+/// `output = "tokens"` is the ViT family's `pooling = "tokens"`: every patch token, class and
+/// registers dropped; a CNN is told to use its map, HOG to stay pooled.
+#[test]
+fn tokens_output_gives_a_vit_every_patch_token_and_is_refused_elsewhere() {
+    let small = |name: &str, side: u32| BackboneConfig {
+        embed_dim: Some(16),
+        depth: Some(1),
+        num_heads: Some(2),
+        input_size: Some(side),
+        ..BackboneConfig::named(name)
+    };
+    // 2 x 2 patches each: 16 px patches at 32 px, 14 px patches at 28 px.
+    for (name, side, patches) in [("vit_b16", 32, 4), ("dinov2_vitb14", 28, 4)] {
+        let small = |name: &str| small(name, side);
+        let images = Tensor::rand(
+            [2, 3, side as i64, side as i64],
+            (tch::Kind::Float, Device::Cpu),
+        );
+        let tokens = with_output(&small(name), Output::Tokens);
+        let bb = backbones::build(&tokens, Device::Cpu).unwrap();
+        assert_eq!(bb.output_shape(), [patches, 16], "{name}");
+        let via_pooling = BackboneConfig {
+            pooling: Some(Pooling::Tokens),
+            ..small(name)
+        };
+        assert_eq!(via_pooling.output(), Output::Tokens);
+        let same = backbones::build(&via_pooling, Device::Cpu).unwrap();
+        assert!(tch::no_grad(|| bb
+            .forward(&images)
+            .equal(&same.forward(&images))));
+        // `--output pooled` on a `pooling = "tokens"` set pools (the family's default).
+        let pooled = backbones::build(&with_output(&via_pooling, Output::Pooled), Device::Cpu);
+        assert_eq!(pooled.unwrap().output_shape(), [16], "{name}");
+    }
+    for (name, hint) in [
+        ("iresnet50", "--output map"),
+        ("resnet50", "--output map"),
+        ("hog", "keep the output pooled"),
+    ] {
+        let msg = with_output(&BackboneConfig::named(name), Output::Tokens)
+            .check_fields()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(&format!("backbone `{name}` has no patch tokens")) && msg.contains(hint),
+            "{msg}"
+        );
     }
 }

@@ -32,7 +32,7 @@ pub enum Command {
     Submit(crate::post::submit::SubmitArgs),
     /// The five ABAW7 submissions of a k-fold sweep (best epoch, best per task, fold mean, fold
     /// mean per task, all four), in test-list order.
-    SubmitStrategies(crate::post::strategies::StrategiesArgs),
+    SubmitStrategies(crate::strategies::StrategiesArgs),
     /// Training and inference frames/s on synthetic data, timed as the PyTorch peer (JSON).
     Bench(crate::bench::BenchArgs),
 }
@@ -49,7 +49,7 @@ impl Command {
             Command::Smooth(a) => crate::post::smooth::run(a),
             Command::Ensemble(a) => crate::post::ensemble::run(a),
             Command::Submit(a) => crate::post::submit::run(a),
-            Command::SubmitStrategies(a) => crate::post::strategies::run(a),
+            Command::SubmitStrategies(a) => crate::strategies::run(a),
             Command::Bench(a) => crate::bench::run(a),
         }
     }

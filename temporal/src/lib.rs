@@ -16,6 +16,8 @@
 //!   [`sweep`] (many runs, one per Slurm array task);
 //! - scoring: [`infer`] (streaming a split through a model) and [`predict`] (`temporal predict`);
 //! - [`post`]: everything after the model (smooth, ensemble, submit, evaluate, baseline);
+//! - [`strategies`]: `temporal submit-strategies`, the five ABAW7 submissions of a k-fold sweep
+//!   (its members scored by [`predict`], combined and written by [`post`]);
 //! - [`cli`] and [`bench`]: the command line and `temporal bench`.
 //!
 //! What it does not: read frames or run image backbones (that is `extractor`), or define the file
@@ -38,5 +40,6 @@ pub mod run_dir;
 pub mod schedule;
 pub mod staged;
 pub mod step;
+pub mod strategies;
 pub mod sweep;
 pub mod train;

@@ -25,10 +25,11 @@ pub enum Pooling {
     Tokens,
 }
 
-/// What a CNN backbone (IResNet, DenseNet, ResNet, MobileNetV2) writes per frame.
+/// What a backbone writes per frame: its vector, a CNN's last spatial map (IResNet, DenseNet,
+/// ResNet, MobileNetV2, RegNet, EfficientNet), or a ViT's patch tokens.
 ///
-/// Every other backbone has only `pooled` (HOG and TorchScript return what they compute; the ViT
-/// family chooses its tokens with [`Pooling`]).
+/// HOG and TorchScript have only `pooled` (they return what they compute); for the ViT family
+/// `tokens` is `pooling = "tokens"` and `pooled` keeps the set's [`Pooling`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Output {
@@ -41,6 +42,9 @@ pub enum Output {
     /// `[49, 1024]` at 224 px; ResNet: the `layer4` output, `[49, 512]` or `[49, 2048]`;
     /// MobileNetV2: the head's output, `[49, 1280]`; DenseNet-201: `[49, 1920]`).
     Map,
+    /// The ViT family: every patch token (class and register tokens dropped), `[patches, dim]`
+    /// per frame, as `pooling = "tokens"` (DINOv2 ViT-g/14 at 238 px: `[289, 1536]`).
+    Tokens,
 }
 
 impl Output {
@@ -49,6 +53,7 @@ impl Output {
         match self {
             Output::Pooled => "pooled",
             Output::Map => "map",
+            Output::Tokens => "tokens",
         }
     }
 }
@@ -254,15 +259,31 @@ impl BackboneConfig {
         })
     }
 
-    /// What the backbone writes per frame (`output`, default pooled).
+    /// What the backbone writes per frame: `output`, else `tokens` for a ViT set with
+    /// `pooling = "tokens"`, else pooled.
     pub fn output(&self) -> Output {
-        self.output.unwrap_or_default()
+        match (self.output, self.pooling) {
+            (Some(o), _) => o,
+            (None, Some(Pooling::Tokens)) => Output::Tokens,
+            (None, _) => Output::Pooled,
+        }
     }
 
     /// Rejects overrides that the named architecture does not have, naming each one, and
     /// `output = "map"` on a backbone without a spatial feature map (saying what to use instead).
     pub fn check_fields(&self) -> anyhow::Result<()> {
         let family = self.family()?;
+        if self.output() == Output::Tokens && !matches!(family, Family::MaeVit | Family::Dinov2) {
+            let instead = match family {
+                Family::Hog | Family::TorchScript => "keep the output pooled",
+                _ => "a CNN writes its last spatial map as tokens with `--output map`",
+            };
+            anyhow::bail!(
+                "backbone `{}` has no patch tokens, so it cannot write `output = tokens` (only \
+                 the ViT family vit_b16 and dinov2_* can); {instead}",
+                self.name
+            );
+        }
         if self.output() == Output::Map {
             let instead = match family {
                 Family::IResNet
@@ -272,8 +293,8 @@ impl BackboneConfig {
                 | Family::RegNet
                 | Family::EfficientNet => None,
                 Family::MaeVit | Family::Dinov2 => Some(
-                    "a ViT has patch tokens instead of a spatial map: set `pooling = \"tokens\"` \
-                     in its feature set ([patches, dim] per frame) and keep the output pooled",
+                    "a ViT has patch tokens instead of a spatial map: use `--output tokens` (or \
+                     `output = \"tokens\"` in its feature set; [patches, dim] per frame)",
                 ),
                 Family::Hog => Some(
                     "HOG computes one histogram vector per frame: drop `--output map` / \

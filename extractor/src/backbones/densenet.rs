@@ -230,7 +230,7 @@ impl DenseNet {
         let output_shape = match output {
             Output::Pooled => vec![out_dim as usize],
             Output::Map if side > 0 => vec![(side * side) as usize, net.channels as usize],
-            Output::Map => anyhow::bail!(
+            Output::Map | Output::Tokens => anyhow::bail!(
                 "backbone `{}`: input_size {input_size} leaves no spatial map after the stem and \
                  {} transitions (each halves the side); use a larger `input_size`",
                 cfg.name,
@@ -291,7 +291,7 @@ impl Backbone for DenseNet {
     fn forward(&self, images: &Tensor) -> Tensor {
         match self.output {
             Output::Pooled => self.forward_pooled(images),
-            Output::Map => self.forward_map(images),
+            Output::Map | Output::Tokens => self.forward_map(images),
         }
     }
 }

@@ -621,7 +621,7 @@ impl EfficientNet {
         let side = map_side(input_size as i64, 5);
         let output_shape = match output {
             Output::Pooled => vec![spec.head as usize],
-            Output::Map => vec![(side * side) as usize, spec.head as usize],
+            Output::Map | Output::Tokens => vec![(side * side) as usize, spec.head as usize],
         };
         let (norm, mut meta) = normalised_meta(
             cfg,
@@ -691,7 +691,7 @@ impl Backbone for EfficientNet {
     fn forward(&self, images: &Tensor) -> Tensor {
         match self.output {
             Output::Pooled => self.forward_pooled(images),
-            Output::Map => self.forward_map(images),
+            Output::Map | Output::Tokens => self.forward_map(images),
         }
     }
 }

@@ -189,7 +189,7 @@ impl IResNet {
         let (side, channels) = (net.side, net.channels);
         let output_shape = match output {
             Output::Pooled => vec![out_dim as usize],
-            Output::Map => vec![(side * side) as usize, channels as usize],
+            Output::Map | Output::Tokens => vec![(side * side) as usize, channels as usize],
         };
         let (norm, mut meta) = normalised_meta(
             cfg,
@@ -244,7 +244,7 @@ impl Backbone for IResNet {
     fn forward(&self, images: &Tensor) -> Tensor {
         match self.output {
             Output::Pooled => self.forward_pooled(images),
-            Output::Map => self.forward_map(images),
+            Output::Map | Output::Tokens => self.forward_map(images),
         }
     }
 }

@@ -290,7 +290,7 @@ impl MobileNetV2 {
         let side = map_side(input);
         let output_shape = match output {
             Output::Pooled => vec![net.channels as usize],
-            Output::Map => vec![(side * side) as usize, net.channels as usize],
+            Output::Map | Output::Tokens => vec![(side * side) as usize, net.channels as usize],
         };
         let (norm, mut meta) = normalised_meta(
             cfg,
@@ -350,7 +350,7 @@ impl Backbone for MobileNetV2 {
     fn forward(&self, images: &Tensor) -> Tensor {
         match self.output {
             Output::Pooled => self.forward_pooled(images),
-            Output::Map => self.forward_map(images),
+            Output::Map | Output::Tokens => self.forward_map(images),
         }
     }
 }

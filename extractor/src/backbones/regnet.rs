@@ -444,7 +444,7 @@ impl RegNet {
         let side = map_side(input_size as i64, 1 + spec.stages.len());
         let output_shape = match output {
             Output::Pooled => vec![channels as usize],
-            Output::Map => vec![(side * side) as usize, channels as usize],
+            Output::Map | Output::Tokens => vec![(side * side) as usize, channels as usize],
         };
         let (norm, mut meta) = normalised_meta(
             cfg,
@@ -514,7 +514,7 @@ impl Backbone for RegNet {
     fn forward(&self, images: &Tensor) -> Tensor {
         match self.output {
             Output::Pooled => self.forward_pooled(images),
-            Output::Map => self.forward_map(images),
+            Output::Map | Output::Tokens => self.forward_map(images),
         }
     }
 }

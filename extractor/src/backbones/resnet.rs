@@ -213,7 +213,7 @@ impl ResNet {
         let side = map_side(input);
         let output_shape = match output {
             Output::Pooled => vec![net.channels as usize],
-            Output::Map => vec![(side * side) as usize, net.channels as usize],
+            Output::Map | Output::Tokens => vec![(side * side) as usize, net.channels as usize],
         };
         let (norm, mut meta) = normalised_meta(
             cfg,
@@ -271,7 +271,7 @@ impl Backbone for ResNet {
     fn forward(&self, images: &Tensor) -> Tensor {
         match self.output {
             Output::Pooled => self.forward_pooled(images),
-            Output::Map => self.forward_map(images),
+            Output::Map | Output::Tokens => self.forward_map(images),
         }
     }
 }

@@ -31,7 +31,7 @@ use tch::{Device, Kind, Tensor};
 use super::weights::{init_vars, WeightsFile};
 use super::{
     check_out_dim, normalised_meta, open_weights, positive, Backbone, BackboneConfig, BackboneMeta,
-    Family, Ffn, Normalise, Pooling, IMAGENET_MEAN, IMAGENET_STD,
+    Family, Ffn, Normalise, Output, Pooling, IMAGENET_MEAN, IMAGENET_STD,
 };
 
 /// LayerNorm epsilon of timm's ViTs.
@@ -189,10 +189,16 @@ impl VitSpec {
             patch_size,
             registers,
             layer_scale,
-            pooling: cfg.pooling.unwrap_or(match style {
-                Style::Mae => Pooling::Mean,
-                Style::Dinov2 => Pooling::Cls,
-            }),
+            // `output = "tokens"` is `pooling = "tokens"`; `output = "pooled"` pools even a set
+            // that says `pooling = "tokens"` (its own default: MAE mean, DINOv2 cls).
+            pooling: match (cfg.output(), cfg.pooling) {
+                (Output::Tokens, _) => Pooling::Tokens,
+                (_, Some(p)) if p != Pooling::Tokens => p,
+                _ => match style {
+                    Style::Mae => Pooling::Mean,
+                    Style::Dinov2 => Pooling::Cls,
+                },
+            },
             input_size,
             pos_has_prefix,
             pos_grid,

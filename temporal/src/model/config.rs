@@ -712,7 +712,7 @@ pub enum ConfigError {
         dim: i64,
     },
     /// The task-queries model on one vector per frame.
-    #[error("model config: [model.heads] all = \"task-queries\" is a token system: it reads patch tokens, [tokens, D] per frame (the paper: DINOv2's 289 x 1536), but the features are one pooled vector per frame ([{dim}]); extract the patch tokens (`extractor extract --output map`, or `extractor sample-data --synthetic-tokens N` for the sample) and train on that feature set")]
+    #[error("model config: [model.heads] all = \"task-queries\" is a token system: it reads patch tokens, [tokens, D] per frame (the paper: DINOv2's 289 x 1536), but the features are one pooled vector per frame ([{dim}]); extract the patch tokens (`extractor extract --output tokens` for a ViT, `--output map` for a CNN, or `extractor sample-data --synthetic-tokens N` for the sample) and train on that feature set")]
     TaskQueriesOnPooled {
         /// Width of the pooled vector.
         dim: i64,

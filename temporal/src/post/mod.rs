@@ -5,7 +5,6 @@
 //! - [`smooth`]: per-task temporal smoothing of prediction CSVs, tuned on validation labels;
 //! - [`ensemble`]: mean, vote or best member per task over several prediction folders;
 //! - [`submit`]: ABAW submission files (MTL or per task) in test-list order;
-//! - [`strategies`]: the five submissions of a k-fold sweep (ABAW7 task queries) in one command;
 //! - [`evaluate`]: the challenge metrics, with [`eval_plots`] (confusion matrix, per-AU F1);
 //! - [`baseline`]: chance-level predictions drawn from the training label distribution;
 //! - [`other`]: expression class 7 (Other) by a threshold on the top probability, tuned by
@@ -24,6 +23,5 @@ pub mod evaluate;
 pub mod forced;
 pub mod other;
 pub mod smooth;
-pub mod strategies;
 pub mod submit;
 pub mod thresholds;

@@ -8,9 +8,12 @@
 //! track with `--all-faces`, and report each bad input (no face, truncated, empty, unreadable,
 //! grayscale, 4K) by its file while the others finish.
 
+mod face_videos;
+
 use clap::Parser;
 use extractor::faces::command::{faces, FacesArgs, FacesReport, CSV_HEADER};
-use image::{imageops, Rgb, RgbImage};
+use face_videos::{astronaut_face, frame, shots, write_video, Shot, MJPEG};
+use image::imageops;
 use std::path::Path;
 use std::process::Command;
 
@@ -34,76 +37,6 @@ fn args(data: &Path, out: &Path, extra: &[&str]) -> FacesArgs {
     ];
     argv.extend(extra.iter().map(|s| s.to_string()));
     Cli::parse_from(argv).args
-}
-
-fn astronaut_face() -> RgbImage {
-    let img = image::open(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mtcnn/astronaut.png"),
-    )
-    .unwrap()
-    .to_rgb8();
-    // The face is at about (112, 42)-(167, 110) of the 320 x 320 photo.
-    imageops::crop_imm(&img, 70, 10, 140, 140).to_image()
-}
-
-/// What a frame shows: the face at `(x, y)` with side `side`, or nothing.
-#[derive(Clone, Copy, Debug)]
-pub enum Shot {
-    Face { x: i64, y: i64, side: u32 },
-    Empty,
-}
-
-fn frame(w: u32, h: u32, shot: Shot, face: &RgbImage) -> RgbImage {
-    let mut canvas = RgbImage::from_pixel(w, h, Rgb([96, 112, 128]));
-    if let Shot::Face { x, y, side } = shot {
-        let f = imageops::resize(face, side, side, imageops::FilterType::Triangle);
-        imageops::overlay(&mut canvas, &f, x, y);
-    }
-    canvas
-}
-
-/// Encodes the shots at `w x h` into `path` (MJPEG, or the codec args given).
-fn write_video(path: &Path, w: u32, h: u32, shots: &[Shot], codec: &[&str]) {
-    let face = astronaut_face();
-    let dir = tempfile::tempdir().unwrap();
-    for (i, s) in shots.iter().enumerate() {
-        frame(w, h, *s, &face)
-            .save(dir.path().join(format!("{:05}.png", i + 1)))
-            .unwrap();
-    }
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-framerate", "5", "-i"])
-        .arg(dir.path().join("%05d.png"))
-        .args(codec)
-        .arg(path)
-        .status()
-        .expect("ffmpeg runs (install ffmpeg; make setup does)");
-    assert!(status.success(), "ffmpeg could not write {}", path.display());
-}
-
-const MJPEG: &[&str] = &["-c:v", "mjpeg", "-q:v", "2"];
-
-/// Ten frames: the face moving right (1-4), nothing (5-6), the face larger (7-10).
-fn shots() -> Vec<Shot> {
-    let mut s = Vec::new();
-    for k in 0..4 {
-        s.push(Shot::Face {
-            x: 10 + 8 * k,
-            y: 10 + 2 * k,
-            side: 90,
-        });
-    }
-    s.push(Shot::Empty);
-    s.push(Shot::Empty);
-    for k in 0..4 {
-        s.push(Shot::Face {
-            x: 40 - 4 * k,
-            y: 5,
-            side: 120,
-        });
-    }
-    s
 }
 
 fn csv_rows(path: &Path) -> (String, Vec<Vec<f64>>) {
@@ -157,13 +90,20 @@ fn faces_writes_an_aligned_crop_and_a_csv_row_for_exactly_the_frames_with_a_face
     let x1: Vec<f64> = rows.iter().map(|r| r[1]).collect();
     for k in 0..3 {
         let dx = x1[k + 1] - x1[k];
-        assert!((dx - 8.0).abs() < 3.0, "frames {k}->{}: box moved {dx} px: {x1:?}", k + 1);
+        assert!(
+            (dx - 8.0).abs() < 3.0,
+            "frames {k}->{}: box moved {dx} px: {x1:?}",
+            k + 1
+        );
         let dx = x1[k + 5] - x1[k + 4];
         assert!((dx + 4.0).abs() < 3.0, "larger face moved {dx} px: {x1:?}");
     }
     let width = |r: &Vec<f64>| r[3] - r[1];
     let ratio = width(&rows[4]) / width(&rows[0]);
-    assert!((ratio - 120.0 / 90.0).abs() < 0.15, "box size ratio {ratio}");
+    assert!(
+        (ratio - 120.0 / 90.0).abs() < 0.15,
+        "box size ratio {ratio}"
+    );
     for r in &rows {
         assert!(r[5] > 0.9, "probability {}", r[5]);
         // eyes above the nose above the mouth, all inside the box, left eye left of the right
@@ -171,7 +111,10 @@ fn faces_writes_an_aligned_crop_and_a_csv_row_for_exactly_the_frames_with_a_face
         assert!(r[6] < r[8] && ley.max(rey) < ny && ny < mly, "{r:?}");
         for k in 0..5 {
             let (x, y) = (r[6 + 2 * k], r[7 + 2 * k]);
-            assert!(x > r[1] && x < r[3] && y > r[2] && y < r[4], "landmark {k} outside: {r:?}");
+            assert!(
+                x > r[1] && x < r[3] && y > r[2] && y < r[4],
+                "landmark {k} outside: {r:?}"
+            );
         }
     }
     assert!(!out.join(".partial/clip").exists());
@@ -204,7 +147,10 @@ fn a_rerun_skips_complete_videos_and_redoes_one_left_incomplete() {
     std::fs::write(out.join(".partial/b/b/00099.jpg"), b"half").unwrap();
     let redo = run(&args(&data, &out, &[]));
     assert_eq!((redo.written, redo.skipped), (1, 1));
-    assert_eq!(jpegs(&out.join("cropped_aligned/b")), ["00001.jpg", "00002.jpg", "00003.jpg"]);
+    assert_eq!(
+        jpegs(&out.join("cropped_aligned/b")),
+        ["00001.jpg", "00002.jpg", "00003.jpg"]
+    );
     assert!(!out.join(".partial/b").exists());
 }
 
@@ -254,11 +200,16 @@ fn all_faces_writes_each_face_as_its_own_track() {
     assert_eq!(report.crops, 6);
     let (header, rows) = csv_rows(&out.join("faces/pair.csv"));
     assert_eq!(header, format!("track,{CSV_HEADER}"));
-    for (track, dir, x_range) in [(1.0, "pair_face1", 160.0..320.0), (2.0, "pair_face2", 0.0..120.0)]
-    {
+    for (track, dir, x_range) in [
+        (1.0, "pair_face1", 160.0..320.0),
+        (2.0, "pair_face2", 0.0..120.0),
+    ] {
         let mine: Vec<&Vec<f64>> = rows.iter().filter(|r| r[0] == track).collect();
         assert_eq!(mine.len(), 3, "track {track}: {rows:?}");
-        assert!(mine.iter().all(|r| x_range.contains(&r[2])), "track {track}: {mine:?}");
+        assert!(
+            mine.iter().all(|r| x_range.contains(&r[2])),
+            "track {track}: {mine:?}"
+        );
         assert_eq!(
             jpegs(&out.join("cropped_aligned").join(dir)),
             ["00001.jpg", "00002.jpg", "00003.jpg"]
@@ -320,7 +271,10 @@ fn bad_inputs_are_each_reported_by_file_and_the_good_videos_finish() {
     let names: Vec<&str> = failed.iter().map(|(v, _)| v.as_str()).collect();
     assert_eq!(names, ["empty", "garbage", "truncated"], "{failed:#?}");
     for (video, reason) in &failed {
-        assert!(reason.contains(&format!("{video}.")), "the message names the file: {reason}");
+        assert!(
+            reason.contains(&format!("{video}.")),
+            "the message names the file: {reason}"
+        );
     }
     assert!(failed[0].1.contains("empty"), "{}", failed[0].1);
     assert_eq!(report.written, 4);
@@ -340,4 +294,3 @@ fn bad_inputs_are_each_reported_by_file_and_the_good_videos_finish() {
         assert!(!out.join(format!(".partial/{v}")).exists());
     }
 }
-

@@ -340,7 +340,7 @@ fn one_video(
         }
         Ok(true)
     })
-    .with_context(|| format!("video {video} ({})", src.path().display()))?;
+    .with_context(|| format!("video {video}"))?;
     csv.into_inner()
         .map_err(|e| anyhow!("{}: {}", csv_tmp.display(), e.error()))?
         .sync_all()?;

@@ -30,6 +30,21 @@ use track::FaceTracker;
 /// The most pixels (frames x width x height) detected in one batch: 8.3 M, two 4K frames.
 pub const MAX_BATCH_PIXELS: usize = 3840 * 2160 * 2;
 
+/// Frames detected per batch by `extract --detect-faces`.
+pub const DETECT_BATCH: usize = 8;
+
+/// The `missing` reason of a frame without a face (`extract --detect-faces`).
+pub const NO_FACE: &str = "no face";
+
+/// What `extract --detect-faces` adds to the cache's preprocessing text.
+pub fn detect_align_description(size: u32) -> String {
+    format!(
+        "faces: MTCNN (facenet-pytorch 2.6.0 weights, min face 20, thresholds 0.6/0.7/0.7, \
+         factor 0.709), largest/IoU-tracked face, 5-point similarity to the ArcFace template at \
+         {size}x{size}, bilinear"
+    )
+}
+
 /// How a video is turned into aligned faces.
 #[derive(Debug, Clone, Copy)]
 pub struct FaceOptions {

@@ -110,13 +110,11 @@ pub fn stream_video(
             .first()
             .is_none_or(|(_, f)| f.width == frame.width && f.height == frame.height);
         let pixels = (pending.len() + 1) * frame.width * frame.height;
-        if !same_size
+        let full = !same_size
             || pending.len() >= batch
-            || (pixels > MAX_BATCH_PIXELS && !pending.is_empty())
-        {
-            if !flush(detector, &mut pending, &mut tracker, opts, sink)? {
-                return Ok(());
-            }
+            || (pixels > MAX_BATCH_PIXELS && !pending.is_empty());
+        if full && !flush(detector, &mut pending, &mut tracker, opts, sink)? {
+            return Ok(());
         }
         pending.push((n, frame));
     }

@@ -537,7 +537,7 @@ impl Mtcnn {
                 },
             ));
         }
-        for frame in 0..n {
+        for (frame, slot) in out.iter_mut().enumerate() {
             let mine: Vec<Face> = faces
                 .iter()
                 .filter(|(f, _)| *f == frame)
@@ -545,7 +545,7 @@ impl Mtcnn {
                 .collect();
             let boxes: Vec<[f32; 4]> = mine.iter().map(|f| f.bbox).collect();
             let scores: Vec<f32> = mine.iter().map(|f| f.score).collect();
-            out[frame] = nms(&boxes, &scores, 0.7, Overlap::Min, true)
+            *slot = nms(&boxes, &scores, 0.7, Overlap::Min, true)
                 .into_iter()
                 .map(|i| mine[i])
                 .collect();

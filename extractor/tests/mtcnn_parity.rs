@@ -158,3 +158,26 @@ fn missing_weights_are_an_error_that_says_make_setup() {
         "{err}"
     );
 }
+
+#[test]
+fn a_truncated_legacy_weights_file_is_an_error_naming_it() {
+    // facenet-pytorch's weights are legacy (pre-1.6) torch.save files; cut one short.
+    let dir = tempfile::tempdir().unwrap();
+    for net in ["pnet", "rnet", "onet"] {
+        std::fs::copy(
+            default_weights_dir().join(format!("{net}.pt")),
+            dir.path().join(format!("{net}.pt")),
+        )
+        .expect("the MTCNN weights from `make setup`");
+    }
+    let rnet = dir.path().join("rnet.pt");
+    let bytes = std::fs::read(&rnet).unwrap();
+    std::fs::write(&rnet, &bytes[..bytes.len() - 1000]).unwrap();
+    let err = Mtcnn::load(dir.path(), MtcnnOptions::default(), Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rnet.pt") && err.contains("truncated") && err.contains("make setup"),
+        "{err}"
+    );
+}

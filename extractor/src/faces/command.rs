@@ -159,6 +159,8 @@ pub struct FacesReport {
     pub unreadable: usize,
     /// Videos that failed, with the reason (naming the file).
     pub failed: Vec<(VideoId, String)>,
+    /// Time in detection + tracking + alignment.
+    pub stats: super::StreamStats,
 }
 
 /// Run the command.
@@ -236,7 +238,8 @@ pub fn faces(args: &FacesArgs) -> Result<FacesReport> {
     let bar = progress_bar(total);
     for src in todo {
         match one_video(&detector, src, &face_opts, args, &bar) {
-            Ok(counts) => {
+            Ok((counts, stats)) => {
+                report.stats.add(&stats);
                 report.written += 1;
                 report.crops += counts.0;
                 report.no_face += counts.1;
@@ -251,6 +254,18 @@ pub fn faces(args: &FacesArgs) -> Result<FacesReport> {
         }
     }
     bar.finish_and_clear();
+    let s = &report.stats;
+    if s.frames > 0 {
+        tracing::info!(
+            "detection + alignment: {} frames in {:.2} s ({:.2} frames/s; {} after the first batch)",
+            s.frames,
+            s.seconds,
+            s.frames as f64 / s.seconds.max(1e-9),
+            s.warm_rate()
+                .map(|r| format!("{r:.2} frames/s"))
+                .unwrap_or_else(|| "no rate".into())
+        );
+    }
     Ok(report)
 }
 
@@ -263,14 +278,15 @@ fn track_dir(video: &VideoId, track: usize, all_faces: bool) -> String {
     }
 }
 
-/// Writes one video's crops and CSV atomically; `(crops, frames without a face, unreadable)`.
+/// Writes one video's crops and CSV atomically; `(crops, frames without a face, unreadable)`
+/// and the time spent detecting and aligning.
 fn one_video(
     detector: &Mtcnn,
     src: &VideoSource,
     opts: &FaceOptions,
     args: &FacesArgs,
     bar: &ProgressBar,
-) -> Result<(usize, usize, usize)> {
+) -> Result<((usize, usize, usize), super::StreamStats)> {
     let video = src.video();
     let partial = args.out.join(".partial").join(video.as_str());
     if partial.exists() {
@@ -293,7 +309,7 @@ fn one_video(
     let (mut crops, mut no_face, mut unreadable) = (0usize, 0usize, 0usize);
     let mut last_frame = 0u32;
     let quality = args.jpeg_quality;
-    stream_video(detector, src, opts, &mut |event| {
+    let stats = stream_video(detector, src, opts, &mut |event| {
         let frame = match &event {
             FrameEvent::Face { frame, .. } => *frame,
             FrameEvent::NoFace(n) | FrameEvent::Unreadable(n, _) => *n,
@@ -360,7 +376,7 @@ fn one_video(
         .with_context(|| format!("cannot write {}", csv_final.display()))?;
     let _ = std::fs::remove_dir_all(&partial);
     tracing::debug!("{video}: {crops} crops, {no_face} frames without a face");
-    Ok((crops, no_face, unreadable))
+    Ok(((crops, no_face, unreadable), stats))
 }
 
 /// A `size x size` RGB crop as a JPEG file.

@@ -76,6 +76,40 @@ pub enum FrameEvent {
     Unreadable(u32, String),
 }
 
+/// Time spent in detection, tracking and alignment (not decoding, not the caller's writing).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StreamStats {
+    /// Frames detected.
+    pub frames: usize,
+    /// Seconds in detection + tracking + alignment.
+    pub seconds: f64,
+    /// Frames of the first batch (its time carries one-off set-up, e.g. oneDNN primitives).
+    pub first_frames: usize,
+    /// Seconds of the first batch.
+    pub first_seconds: f64,
+}
+
+impl StreamStats {
+    /// Adds another video's counts (its first batch counts as a later one).
+    pub fn add(&mut self, other: &StreamStats) {
+        if self.frames == 0 {
+            *self = *other;
+        } else {
+            self.frames += other.frames;
+            self.seconds += other.seconds;
+        }
+    }
+
+    /// Frames per second after the first batch (`None` with a single batch).
+    pub fn warm_rate(&self) -> Option<f64> {
+        let (n, s) = (
+            self.frames - self.first_frames,
+            self.seconds - self.first_seconds,
+        );
+        (n > 0 && s > 0.0).then(|| n as f64 / s)
+    }
+}
+
 /// Streams `src` through detection, tracking and alignment; `sink` gets every event in frame
 /// order and returns `Ok(false)` to stop early. Errors: the video cannot be read (naming it), or
 /// what `sink` returns.
@@ -84,7 +118,8 @@ pub fn stream_video(
     src: &VideoSource,
     opts: &FaceOptions,
     sink: &mut dyn FnMut(FrameEvent) -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<StreamStats> {
+    let mut stats = StreamStats::default();
     let mut tracker = if opts.all_faces {
         FaceTracker::all()
     } else {
@@ -97,11 +132,11 @@ pub fn stream_video(
         let frame = match frame {
             Ok(f) => f,
             Err(reason) => {
-                if !flush(detector, &mut pending, &mut tracker, opts, sink)? {
-                    return Ok(());
+                if !flush(detector, &mut pending, &mut tracker, opts, sink, &mut stats)? {
+                    return Ok(stats);
                 }
                 if !sink(FrameEvent::Unreadable(n, reason))? {
-                    return Ok(());
+                    return Ok(stats);
                 }
                 continue;
             }
@@ -113,13 +148,13 @@ pub fn stream_video(
         let full = !same_size
             || pending.len() >= batch
             || (pixels > MAX_BATCH_PIXELS && !pending.is_empty());
-        if full && !flush(detector, &mut pending, &mut tracker, opts, sink)? {
-            return Ok(());
+        if full && !flush(detector, &mut pending, &mut tracker, opts, sink, &mut stats)? {
+            return Ok(stats);
         }
         pending.push((n, frame));
     }
-    flush(detector, &mut pending, &mut tracker, opts, sink)?;
-    Ok(())
+    flush(detector, &mut pending, &mut tracker, opts, sink, &mut stats)?;
+    Ok(stats)
 }
 
 /// Detects, tracks and aligns the pending frames (all of one size) and empties them.
@@ -129,10 +164,12 @@ fn flush(
     tracker: &mut FaceTracker,
     opts: &FaceOptions,
     sink: &mut dyn FnMut(FrameEvent) -> anyhow::Result<bool>,
+    stats: &mut StreamStats,
 ) -> anyhow::Result<bool> {
     if pending.is_empty() {
         return Ok(true);
     }
+    let started = std::time::Instant::now();
     let (w, h) = (pending[0].1.width, pending[0].1.height);
     let mut bytes = Vec::with_capacity(pending.len() * 3 * w * h);
     for (_, f) in pending.iter() {
@@ -144,6 +181,8 @@ fn flush(
     drop(bytes);
     let detections = detector.detect(&images);
     drop(images);
+    // Track and align the whole batch first (timed), then hand the results over.
+    let mut events = Vec::with_capacity(pending.len());
     for ((n, frame), faces) in pending.drain(..).zip(detections) {
         let mut any = false;
         for (track, i) in tracker.assign(&faces) {
@@ -155,17 +194,34 @@ fn flush(
                 continue;
             };
             any = true;
-            let event = FrameEvent::Face {
+            events.push(FrameEvent::Face {
                 frame: n,
                 track,
                 face,
                 pixels,
-            };
-            if !sink(event)? {
-                return Ok(false);
-            }
+            });
         }
-        if !any && !sink(FrameEvent::NoFace(n))? {
+        if !any {
+            events.push(FrameEvent::NoFace(n));
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let frames = events
+        .iter()
+        .map(|e| match e {
+            FrameEvent::Face { frame, .. } | FrameEvent::NoFace(frame) => *frame,
+            FrameEvent::Unreadable(frame, _) => *frame,
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if stats.frames == 0 {
+        stats.first_frames = frames;
+        stats.first_seconds = seconds;
+    }
+    stats.frames += frames;
+    stats.seconds += seconds;
+    for event in events {
+        if !sink(event)? {
             return Ok(false);
         }
     }

@@ -157,7 +157,8 @@ impl PNet {
 
     /// `(regression [N,4,h,w], face probability [N,h,w])`.
     fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
-        let x = pool(&self.prelu1.forward(&self.conv1.forward(x)), 2, 2);
+        let x = crate::backbones::channels_last(x);
+        let x = pool(&self.prelu1.forward(&self.conv1.forward(&x)), 2, 2);
         let x = self.prelu2.forward(&self.conv2.forward(&x));
         let x = self.prelu3.forward(&self.conv3.forward(&x));
         let prob = self
@@ -209,7 +210,8 @@ impl RNet {
 
     /// `(regression [K,4], face probability [K])`.
     fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
-        let x = pool(&self.prelu1.forward(&self.conv1.forward(x)), 3, 2);
+        let x = crate::backbones::channels_last(x);
+        let x = pool(&self.prelu1.forward(&self.conv1.forward(&x)), 3, 2);
         let x = pool(&self.prelu2.forward(&self.conv2.forward(&x)), 3, 2);
         let x = self.prelu3.forward(&self.conv3.forward(&x));
         let x = self.prelu4.forward(&self.dense4.forward(&flatten_whc(&x)));
@@ -261,7 +263,8 @@ impl ONet {
 
     /// `(regression [K,4], landmarks [K,10] (5 x then 5 y), face probability [K])`.
     fn forward(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
-        let x = pool(&self.prelu1.forward(&self.conv1.forward(x)), 3, 2);
+        let x = crate::backbones::channels_last(x);
+        let x = pool(&self.prelu1.forward(&self.conv1.forward(&x)), 3, 2);
         let x = pool(&self.prelu2.forward(&self.conv2.forward(&x)), 3, 2);
         let x = pool(&self.prelu3.forward(&self.conv3.forward(&x)), 2, 2);
         let x = self.prelu4.forward(&self.conv4.forward(&x));
@@ -364,6 +367,8 @@ impl Mtcnn {
                 );
             }
         }
+        // Channels-last convolution weights and inputs (see `backbones::channels_last`).
+        crate::backbones::convs_channels_last(&vs);
         Ok(Self {
             _vs: vs,
             pnet,
@@ -405,12 +410,19 @@ impl Mtcnn {
     }
 
     fn detect_inner(&self, images: &Tensor) -> Vec<Vec<Face>> {
-        let imgs = images.to_device(self.device).to_kind(Kind::Float);
+        let imgs = images
+            .to_device(self.device)
+            .to_kind(Kind::Float)
+            .contiguous();
         let (n, _, h, w) = imgs.size4().expect("images are [N,3,H,W]");
+        // On the CPU the crops are cut and resized here, not by one small libtorch call per box
+        // (whose per-call cost dominated with hundreds of boxes).
+        let host: Option<Vec<f32>> = (self.device == Device::Cpu).then(|| floats(&imgs));
         let n = n as usize;
         let th = self.opts.thresholds;
 
         // Stage 1: P-Net over the pyramid.
+        let t0 = std::time::Instant::now();
         let mut cands: Vec<Cand> = Vec::new();
         for scale in self.scales(h, w) {
             let hs = (h as f64 * scale + 1.0) as i64;
@@ -472,7 +484,10 @@ impl Mtcnn {
             .collect();
 
         // Stage 2: R-Net on 24 x 24 crops.
-        let (cands, crops) = self.crops(&imgs, cands, 24, w, h);
+        let t1 = std::time::Instant::now();
+        let n1 = cands.len();
+        let (cands, crops) = self.crops(&imgs, host.as_deref(), cands, 24, w, h);
+        let t1c = std::time::Instant::now();
         let mut cands = if cands.is_empty() {
             cands
         } else {
@@ -501,12 +516,20 @@ impl Mtcnn {
         };
 
         // Stage 3: O-Net on 48 x 48 crops, landmarks.
+        let t2 = std::time::Instant::now();
+        tracing::debug!(
+            "mtcnn: {n} frames {w}x{h}: P-Net {:.3} s -> {n1} boxes; crops {:.3} s; R-Net {:.3} s -> {} boxes",
+            (t1 - t0).as_secs_f64(),
+            (t1c - t1).as_secs_f64(),
+            (t2 - t1c).as_secs_f64(),
+            cands.len()
+        );
         let mut out: Vec<Vec<Face>> = vec![Vec::new(); n];
         if cands.is_empty() {
             return out;
         }
         let crops;
-        (cands, crops) = self.crops(&imgs, cands, 48, w, h);
+        (cands, crops) = self.crops(&imgs, host.as_deref(), cands, 48, w, h);
         if cands.is_empty() {
             return out;
         }
@@ -556,9 +579,11 @@ impl Mtcnn {
     /// The crops of `cands` (clamped to the frame, area-resized to `side`), as one
     /// `[K,3,side,side]` tensor normalised for the networks, with the candidates whose crop is
     /// not empty (the others dropped).
+    #[allow(clippy::too_many_arguments)]
     fn crops(
         &self,
         imgs: &Tensor,
+        host: Option<&[f32]>,
         cands: Vec<Cand>,
         side: i64,
         w: i64,
@@ -566,12 +591,21 @@ impl Mtcnn {
     ) -> (Vec<Cand>, Tensor) {
         let mut kept = Vec::with_capacity(cands.len());
         let mut tensors = Vec::with_capacity(cands.len());
+        let mut pixels: Vec<f32> = Vec::new();
         for c in cands {
             let x = (c.b[0].trunc() as i64).max(1);
             let y = (c.b[1].trunc() as i64).max(1);
             let ex = (c.b[2].trunc() as i64).min(w);
             let ey = (c.b[3].trunc() as i64).min(h);
             if ey > y - 1 && ex > x - 1 {
+                if let Some(data) = host {
+                    let plane = (h * w) as usize;
+                    let frame = &data[c.frame * 3 * plane..(c.frame + 1) * 3 * plane];
+                    let region = (y - 1, ey, x - 1, ex);
+                    area_resize(frame, w as usize, region, side as usize, &mut pixels);
+                    kept.push(c);
+                    continue;
+                }
                 let crop = imgs
                     .get(c.frame as i64)
                     .slice(1, y - 1, ey, 1)
@@ -581,6 +615,11 @@ impl Mtcnn {
                 kept.push(c);
             }
         }
+        if !pixels.is_empty() {
+            let k = kept.len() as i64;
+            let data = Tensor::from_slice(&pixels).view([k, 3, side, side]);
+            return (kept, (data - 127.5) * 0.0078125);
+        }
         if tensors.is_empty() {
             return (
                 kept,
@@ -589,6 +628,39 @@ impl Mtcnn {
         }
         let data = (Tensor::cat(&tensors, 0) - 127.5) * 0.0078125;
         (kept, data)
+    }
+}
+
+/// Appends to `out` the `3 x side x side` area resize (PyTorch's `adaptive_avg_pool2d`: output
+/// cell `i` averages input rows `floor(i*H/side) .. ceil((i+1)*H/side)`, the same for columns) of
+/// rows `y0..y1`, columns `x0..x1` of the CHW frame `frame` of width `w`.
+fn area_resize(
+    frame: &[f32],
+    w: usize,
+    (y0, y1, x0, x1): (i64, i64, i64, i64),
+    side: usize,
+    out: &mut Vec<f32>,
+) {
+    let (y0, x0) = (y0 as usize, x0 as usize);
+    let (ih, iw) = (y1 as usize - y0, x1 as usize - x0);
+    let plane = frame.len() / 3;
+    let span = |o: usize, n: usize| (o * n / side, ((o + 1) * n).div_ceil(side));
+    for c in 0..3 {
+        let p = &frame[c * plane..(c + 1) * plane];
+        for oy in 0..side {
+            let (sy, ey) = span(oy, ih);
+            for ox in 0..side {
+                let (sx, ex) = span(ox, iw);
+                let mut sum = 0f32;
+                for yy in sy..ey {
+                    let row = (y0 + yy) * w + x0;
+                    for xx in sx..ex {
+                        sum += p[row + xx];
+                    }
+                }
+                out.push(sum / ((ey - sy) * (ex - sx)) as f32);
+            }
+        }
     }
 }
 
@@ -735,6 +807,34 @@ mod tests {
         assert_eq!(nms(&boxes, &scores, 0.5, Overlap::Union, false), [1, 3, 2]);
         // By the smaller area, box 3 overlaps box 1 entirely.
         assert_eq!(nms(&boxes, &scores, 0.7, Overlap::Min, true), [1, 2]);
+    }
+
+    #[test]
+    fn the_cpu_area_resize_equals_adaptive_average_pooling() {
+        let (h, w) = (37i64, 53i64);
+        let img = Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu)) * 255.0;
+        let data = floats(&img);
+        for (region, side) in [
+            ((3, 30, 5, 50), 24),
+            ((0, 37, 0, 53), 48),
+            ((10, 12, 7, 9), 24),
+        ] {
+            let mut mine = Vec::new();
+            area_resize(&data, w as usize, region, side, &mut mine);
+            let (y0, y1, x0, x1) = region;
+            let want = img
+                .slice(2, y0, y1, 1)
+                .slice(3, x0, x1, 1)
+                .adaptive_avg_pool2d([side as i64, side as i64]);
+            let want = floats(&want);
+            assert_eq!(mine.len(), want.len());
+            let worst = mine
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-3, "region {region:?} -> {side}: off by {worst}");
+        }
     }
 
     #[test]

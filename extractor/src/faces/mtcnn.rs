@@ -40,6 +40,12 @@ use tch::{Device, Kind, Tensor};
 /// Crops per R-Net / O-Net forward pass (bounds memory when a frame yields many candidates).
 pub const CROP_CHUNK: i64 = 512;
 
+/// R-Net / O-Net batches are padded to a multiple of this many crops. Without it every new
+/// number of candidates is a new input shape, for which oneDNN builds and caches new
+/// convolution primitives (up to 1024 of them): the process then grew by tens of MB over a long
+/// video.
+pub const CROP_ROUND: i64 = 32;
+
 /// Detector options; the defaults are facenet-pytorch's `MTCNN()`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MtcnnOptions {
@@ -417,7 +423,11 @@ impl Mtcnn {
         let (n, _, h, w) = imgs.size4().expect("images are [N,3,H,W]");
         // On the CPU the crops are cut and resized here, not by one small libtorch call per box
         // (whose per-call cost dominated with hundreds of boxes).
-        let host: Option<Vec<f32>> = (self.device == Device::Cpu).then(|| floats(&imgs));
+        let host: Option<&[f32]> = (self.device == Device::Cpu).then(|| {
+            // SAFETY: `imgs` is a contiguous float32 CPU tensor of `numel` elements that lives,
+            // unmodified, until the end of this function, which is as long as the slice is used.
+            unsafe { std::slice::from_raw_parts(imgs.data_ptr() as *const f32, imgs.numel()) }
+        });
         let n = n as usize;
         let th = self.opts.thresholds;
 
@@ -486,7 +496,7 @@ impl Mtcnn {
         // Stage 2: R-Net on 24 x 24 crops.
         let t1 = std::time::Instant::now();
         let n1 = cands.len();
-        let (cands, crops) = self.crops(&imgs, host.as_deref(), cands, 24, w, h);
+        let (cands, crops) = self.crops(&imgs, host, cands, 24, w, h);
         let t1c = std::time::Instant::now();
         let mut cands = if cands.is_empty() {
             cands
@@ -529,7 +539,7 @@ impl Mtcnn {
             return out;
         }
         let crops;
-        (cands, crops) = self.crops(&imgs, host.as_deref(), cands, 48, w, h);
+        (cands, crops) = self.crops(&imgs, host, cands, 48, w, h);
         if cands.is_empty() {
             return out;
         }
@@ -591,7 +601,11 @@ impl Mtcnn {
     ) -> (Vec<Cand>, Tensor) {
         let mut kept = Vec::with_capacity(cands.len());
         let mut tensors = Vec::with_capacity(cands.len());
-        let mut pixels: Vec<f32> = Vec::new();
+        let mut pixels: Vec<f32> = Vec::with_capacity(if host.is_some() {
+            cands.len() * 3 * (side * side) as usize
+        } else {
+            0
+        });
         for c in cands {
             let x = (c.b[0].trunc() as i64).max(1);
             let y = (c.b[1].trunc() as i64).max(1);
@@ -671,7 +685,23 @@ fn chunked(x: &Tensor, f: impl Fn(&Tensor) -> Vec<Tensor>) -> Vec<Tensor> {
     let mut start = 0;
     while start < k {
         let len = CROP_CHUNK.min(k - start);
-        parts.push(f(&x.narrow(0, start, len)));
+        // Padded with zero crops to a multiple of CROP_ROUND: a few batch shapes only, so the
+        // convolution library's per-shape cache stays small however many videos run.
+        let padded = (len + CROP_ROUND - 1) / CROP_ROUND * CROP_ROUND;
+        let chunk = x.narrow(0, start, len);
+        let chunk = if padded > len {
+            let (_, c, h, w) = chunk.size4().expect("crops are [K,3,S,S]");
+            Tensor::cat(
+                &[
+                    chunk,
+                    Tensor::zeros([padded - len, c, h, w], (x.kind(), x.device())),
+                ],
+                0,
+            )
+        } else {
+            chunk
+        };
+        parts.push(f(&chunk).into_iter().map(|o| o.narrow(0, 0, len)).collect());
         start += len;
     }
     let outputs = parts.first().map_or(0, Vec::len);

@@ -95,13 +95,16 @@ fn assert_same_faces(file: &str, want: &[Face], got: &[Face]) {
             got[j].bbox,
             w.bbox
         );
+        let mut worst = 0f32;
         for (k, (a, b)) in got[j].landmarks.iter().zip(&w.landmarks).enumerate() {
             let d = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
             assert!(
                 d <= 1.0,
                 "{file}: landmark {k} off by {d} px: {a:?} vs {b:?}"
             );
+            worst = worst.max(d);
         }
+        eprintln!("{file}: box IoU {best:.5}, landmarks within {worst:.4} px");
         assert!(
             (got[j].score - w.score).abs() < 1e-3,
             "{file}: probability {} vs {}",

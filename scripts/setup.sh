@@ -55,6 +55,20 @@ fi
 touch "$link_dir/.flavour-$flavour"
 fi
 
+# 3b. MTCNN face-detector weights (P-Net, R-Net, O-Net) for `extractor faces` and
+#     `extract --detect-faces`: the three torch.save'd state dicts inside the facenet-pytorch 2.6.0
+#     wheel (MIT licence), read natively at run time; nothing is fetched when the tools run.
+mtcnn_dir=third_party/mtcnn
+if [ ! -f "$mtcnn_dir/onet.pt" ] || [ ! -f "$mtcnn_dir/rnet.pt" ] || [ ! -f "$mtcnn_dir/pnet.pt" ]; then
+  say "fetching the MTCNN weights (facenet-pytorch 2.6.0 wheel, 1.9 MB) into $mtcnn_dir"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps "facenet-pytorch==2.6.0" -d "$tmp"
+  mkdir -p "$mtcnn_dir"
+  python3 -m zipfile -e "$tmp"/facenet_pytorch-2.6.0-*.whl "$tmp/x"
+  for net in pnet rnet onet; do cp "$tmp/x/facenet_pytorch/data/$net.pt" "$mtcnn_dir/$net.pt"; done
+  rm -rf "$tmp"
+fi
+
 # 4. Build the binaries (release) so `make demo` and the tests find them.
 say "building (cargo build --release; the first build compiles torch-sys, 2-4 minutes)"
 cargo build --release --quiet --bins

@@ -18,6 +18,8 @@ pub enum Command {
     SampleData(crate::sample_data::SampleDataArgs),
     /// Embed every frame with one or more feature sets into the feature cache.
     Extract(crate::extract::ExtractArgs),
+    /// Detect, align and crop the faces of raw videos (MTCNN, ArcFace template) into cropped_aligned/.
+    Faces(crate::faces::command::FacesArgs),
     /// Summarise a feature cache: videos, frames, dims, weights, missing frames, incomplete files.
     Inspect(crate::inspect::InspectArgs),
     /// Forward-only frames/s of a backbone on a random pre-decoded batch (no decoding, no writing).

@@ -17,6 +17,13 @@
 //! `--dtype` (or the config's `dtype`) says otherwise: half the disk, and DINOv2-g's 289 x 1536
 //! tokens are 0.9 MB a frame even so; pooled vectors stay float32.
 //!
+//! `--detect-faces`: the frames are raw footage; the decoder thread detects, tracks and aligns
+//! one face per frame ([`crate::faces::stream_video`], the same pass as `extractor faces`, at the
+//! backbone's input size) and queues the aligned faces instead of resized frames, so no image is
+//! written and memory stays bounded by the batch, whatever the video's length. A frame without
+//! a face goes to the file's `missing` list with the reason `no face`; the preprocessing text
+//! records the detection and alignment, so such features never mix with ones from crops.
+//!
 //! What it does not: train models, or decide what a backbone computes (that is
 //! [`crate::backbones`]).
 
@@ -96,10 +103,19 @@ pub struct ExtractArgs {
     /// preprocessing, so it never mixes with float32 features). Ignored on the CPU.
     #[arg(long)]
     pub half: bool,
+    /// Treat the videos as raw footage: detect (MTCNN), align (ArcFace 5-point template at the
+    /// backbone's input size) and embed the face of every frame in one streaming pass, writing
+    /// no images; frames without a face are recorded missing with the reason `no face`.
+    #[arg(long)]
+    pub detect_faces: bool,
+    /// With --detect-faces: the folder holding pnet.pt, rnet.pt, onet.pt [default:
+    /// third_party/mtcnn, filled by `make setup`].
+    #[arg(long, value_name = "DIR", requires = "detect_faces")]
+    pub mtcnn_weights: Option<PathBuf>,
 }
 
 /// How every feature set of a run is extracted.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Frames per forward pass.
     pub batch_size: usize,
@@ -111,6 +127,8 @@ pub struct Options {
     pub overwrite: bool,
     /// Float16 autocast on CUDA.
     pub half: bool,
+    /// Detect and align faces first (`--detect-faces`): the MTCNN weights folder.
+    pub detect_faces: Option<PathBuf>,
 }
 
 /// What happened to the videos of one feature set.
@@ -243,6 +261,9 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
         device,
         overwrite: args.overwrite,
         half,
+        detect_faces: args
+            .detect_faces
+            .then(|| crate::faces::command::weights_dir(args.mtcnn_weights.as_deref())),
     };
     let mut failures = Vec::new();
     for (name, cfg) in &sets {
@@ -319,6 +340,7 @@ pub fn extract_set(
         device,
         overwrite,
         half,
+        ..
     } = *opts;
     let set_dir = out.join(set);
     std::fs::create_dir_all(&set_dir).with_context(|| {
@@ -334,15 +356,31 @@ pub fn extract_set(
     } else {
         Dtype::F32
     });
+    let detector = match &opts.detect_faces {
+        Some(dir) => Some(crate::faces::Mtcnn::load(
+            dir,
+            crate::faces::MtcnnOptions::default(),
+            device,
+        )?),
+        None => None,
+    };
     let template = CacheAttrs {
         backbone: backbone.name().to_string(),
         dim: *backbone.output_shape().last().unwrap_or(&0),
         input_size: backbone.input_size(),
         dtype,
-        preprocessing: if half {
-            format!("{}; float16 autocast", backbone.preprocessing())
-        } else {
-            backbone.preprocessing()
+        preprocessing: {
+            let mut p = backbone.preprocessing();
+            if detector.is_some() {
+                p = format!(
+                    "{}; {p}",
+                    crate::faces::detect_align_description(backbone.input_size())
+                );
+            }
+            if half {
+                p = format!("{p}; float16 autocast");
+            }
+            p
         },
         weights: backbone.weights_id(),
         source: String::new(),
@@ -391,6 +429,7 @@ pub fn extract_set(
     let (producer_rates, producer_gate) = (rates.clone(), gate.clone());
     let producer = std::thread::spawn(move || {
         let mut decoder = Decoder::new(&producer_rates);
+        decoder.detector = detector;
         for (i, src) in producer_sources.iter().enumerate() {
             let mut send = |d: Decoded| {
                 if matches!(d, Decoded::Batch { .. }) {
@@ -509,7 +548,7 @@ impl Sink<'_> {
                     }
                 }
                 Decoded::Done => {
-                    let features = stack_rows(&rows, backbone)?;
+                    let features = stack_rows(std::mem::take(&mut rows), backbone)?;
                     let n_frames = frames.len();
                     missing.sort_by_key(|m| m.frame);
                     report.missing += missing.len();
@@ -557,13 +596,15 @@ impl Sink<'_> {
 }
 
 /// Concatenate the per-batch outputs of a video into one (n, ...) array.
-fn stack_rows(rows: &[Tensor], backbone: &dyn Backbone) -> Result<ndarray::ArrayD<f32>> {
+/// The batches are dropped once joined, so at most two copies of a video's features are held.
+fn stack_rows(rows: Vec<Tensor>, backbone: &dyn Backbone) -> Result<ndarray::ArrayD<f32>> {
     let mut shape = vec![0usize];
     shape.extend(backbone.output_shape());
     if rows.is_empty() {
         return Ok(ndarray::ArrayD::zeros(shape));
     }
-    let all = Tensor::cat(rows, 0).contiguous();
+    let all = Tensor::cat(&rows, 0).contiguous();
+    drop(rows);
     let dims: Vec<usize> = all.size().iter().map(|&d| d as usize).collect();
     let flat: Vec<f32> = Vec::<f32>::try_from(all.flatten(0, -1))?;
     Ok(ndarray::ArrayD::from_shape_vec(dims, flat)?)
@@ -575,6 +616,8 @@ struct Decoder<'a> {
     rates: &'a Rates,
     /// Thread pools of fewer threads than the cores, made when first needed.
     pools: Vec<Option<rayon::ThreadPool>>,
+    /// With `--detect-faces`: the face detector (frames are detected and aligned, not resized).
+    detector: Option<crate::faces::Mtcnn>,
 }
 
 impl<'a> Decoder<'a> {
@@ -582,6 +625,7 @@ impl<'a> Decoder<'a> {
         Decoder {
             rates,
             pools: Vec::new(),
+            detector: None,
         }
     }
 
@@ -620,6 +664,9 @@ impl<'a> Decoder<'a> {
         batch_size: usize,
         send: &mut dyn FnMut(Decoded) -> bool,
     ) -> Result<()> {
+        if let Some(detector) = &self.detector {
+            return faces_video(detector, src, size, batch_size, send);
+        }
         match src {
             VideoSource::Frames { frames: list, .. } => {
                 for chunk in list.chunks(batch_size) {
@@ -663,6 +710,67 @@ impl<'a> Decoder<'a> {
             }
         }
     }
+}
+
+/// One video through face detection and alignment ([`crate::faces::stream_video`]), in batches
+/// of `batch_size` aligned faces; frames without a face are missing with the reason `no face`.
+fn faces_video(
+    detector: &crate::faces::Mtcnn,
+    src: &VideoSource,
+    size: u32,
+    batch_size: usize,
+    send: &mut dyn FnMut(Decoded) -> bool,
+) -> Result<()> {
+    let opts = crate::faces::FaceOptions {
+        size,
+        all_faces: false,
+        batch_frames: crate::faces::DETECT_BATCH,
+    };
+    let mut frames = Vec::with_capacity(batch_size);
+    let mut pixels = Vec::new();
+    let mut missing = Vec::new();
+    let mut gone = false;
+    crate::faces::stream_video(detector, src, &opts, &mut |event| {
+        match event {
+            crate::faces::FrameEvent::Face {
+                frame, pixels: px, ..
+            } => {
+                frames.push(frame as i32);
+                pixels.extend_from_slice(&sources::pixels::rgb8_to_chw(&px, size));
+            }
+            crate::faces::FrameEvent::NoFace(n) => missing.push(MissingFrame {
+                frame: n as i32,
+                reason: crate::faces::NO_FACE.to_string(),
+            }),
+            crate::faces::FrameEvent::Unreadable(n, reason) => {
+                tracing::warn!("{}: frame {n}: {reason}; recorded as missing", src.video());
+                missing.push(MissingFrame {
+                    frame: n as i32,
+                    reason,
+                })
+            }
+        }
+        if frames.len() >= batch_size {
+            let batch = Decoded::Batch {
+                frames: std::mem::take(&mut frames),
+                pixels: std::mem::take(&mut pixels),
+                missing: std::mem::take(&mut missing),
+            };
+            if !send(batch) {
+                gone = true;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    if !gone && (!frames.is_empty() || !missing.is_empty()) {
+        send(Decoded::Batch {
+            frames,
+            pixels,
+            missing,
+        });
+    }
+    Ok(())
 }
 
 /// One batch from decoded frames: the pixels of those that decoded, the others as missing.

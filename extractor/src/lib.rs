@@ -2,13 +2,14 @@
 //!
 //! What it does: finds the videos under a data root ([`sources`]: frame folders and video files),
 //! decodes and resizes their frames on as many threads as the measured rates ask for
-//! ([`pipeline`]), runs a backbone ([`backbones`]: IResNet, DenseNet, ResNet, MobileNetV2, ViT,
-//! TorchScript, HOG) in batches on the CPU or a GPU, and writes one crash-safe cache file per video
-//! ([`extract`]), optionally one shard of the videos ([`shard`]); [`inspect`] summarises a cache;
+//! ([`pipeline`]), runs a backbone ([`backbones`]: IResNet, DenseNet, ResNet, MobileNetV2,
+//! RegNet, EfficientNet, ViT, TorchScript, HOG) in batches on the CPU or a GPU, and writes one
+//! crash-safe cache file per video ([`extract`]), optionally one shard of the videos
+//! ([`shard`]); [`faces`] detects, aligns and tracks faces in raw videos (MTCNN: `extractor
+//! faces`, `extract --detect-faces`); [`inspect`] summarises a cache;
 //! [`sample_data`] writes the synthetic Aff-Wild2 sample.
 //!
-//! What it does not: detect or align faces in raw footage (a video is treated as a face track),
-//! train temporal models (that is `temporal`), or define the cache format (that is `shared`).
+//! What it does not: train temporal models (that is `temporal`), or define the cache format (that is `shared`).
 
 #![warn(missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod backbones;
 pub mod bench;
 pub mod cli;
 pub mod extract;
+pub mod faces;
 pub mod feature_sets;
 pub mod inspect;
 pub mod pipeline;

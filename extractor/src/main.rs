@@ -7,6 +7,7 @@ fn main() -> std::process::ExitCode {
     let result = match &cli.command {
         Command::SampleData(args) => extractor::sample_data::run(args),
         Command::Extract(args) => extractor::extract::run(args),
+        Command::Faces(args) => extractor::faces::command::run(args),
         Command::Inspect(args) => extractor::inspect::run(args),
         Command::Bench(args) => extractor::bench::run(args),
     };

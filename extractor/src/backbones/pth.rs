@@ -13,8 +13,10 @@
 //! a `module.` prefix on every name (DataParallel) is removed. Tensors keep their dtype
 //! (float16 / bfloat16 included) and strided views are rebuilt from their storage.
 //!
-//! What it does not: read the legacy (pre-1.6, non-zip) format or TorchScript archives (errors
-//! say how to convert), map names between layouts (the builders' loaders do), or keep the file
+//! The legacy (pre-1.6) format, five pickles and the raw storages one after the other, is read
+//! too ([`read_legacy`]; facenet-pytorch's MTCNN weights are such files), with the same checks.
+//!
+//! What it does not: read TorchScript archives (errors say how to convert), map names between layouts (the builders' loaders do), or keep the file
 //! open: [`read`] returns every tensor in memory.
 
 use candle_core::pickle::{Object, Stack};
@@ -71,6 +73,11 @@ pub enum PthError {
 /// Every tensor of the checkpoint's state dict, by name, in the file's dtypes.
 pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, PthError> {
     let bad = PthError::Format;
+    let mut head = [0u8; LEGACY_MAGIC.len()];
+    let n = std::fs::File::open(path)?.read(&mut head)?;
+    if head[..n] == LEGACY_MAGIC[..] {
+        return read_legacy(&std::fs::read(path)?);
+    }
     let file = std::fs::File::open(path)?;
     let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
         bad(format!(
@@ -130,6 +137,111 @@ pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, PthError> {
         for (n, _) in &mut out {
             n.drain(..prefix.len());
         }
+    }
+    Ok(out)
+}
+
+/// The first pickle of a legacy (pre-1.6) `torch.save` file: protocol 2, the magic number
+/// 0x1950a86a20f9469cfc6c as a LONG1, STOP.
+const LEGACY_MAGIC: [u8; 15] = [
+    0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e,
+];
+
+/// A legacy `torch.save` file (PyTorch < 1.6; e.g. the MTCNN weights facenet-pytorch ships):
+/// five pickles one after the other (magic number, protocol version, system info, the object,
+/// the list of storage keys), then each storage in that order as its element count (int64,
+/// little-endian) and its bytes. The object's tree is checked like a zip file's.
+fn read_legacy(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, PthError> {
+    let bad = PthError::Format;
+    let mut cursor = std::io::Cursor::new(&bytes[LEGACY_MAGIC.len()..]);
+    let mut next_pickle = |what: &str| {
+        let mut stack = Stack::empty();
+        stack
+            .read_loop(&mut cursor)
+            .and_then(|()| stack.finalize())
+            .map_err(|e| bad(format!("legacy torch.save file: the {what} pickle is incomplete ({e}); the file is truncated")))
+    };
+    let _protocol = next_pickle("protocol")?;
+    let _sys_info = next_pickle("system info")?;
+    let object = next_pickle("state dict")?;
+    let keys = next_pickle("storage keys")?;
+    let mut refused = BTreeSet::new();
+    disallowed_globals(&object, &mut refused);
+    disallowed_globals(&keys, &mut refused);
+    if !refused.is_empty() {
+        return Err(PthError::Unsafe(refused.into_iter().collect()));
+    }
+    let Object::List(keys) = keys else {
+        return Err(bad(
+            "legacy torch.save file: the storage keys are not a list".into(),
+        ));
+    };
+    let entries = state_dict(object).map_err(bad)?;
+    let dir = Path::new("legacy");
+    let mut infos = Vec::with_capacity(entries.len());
+    for (name, value) in entries {
+        if let Some(info) = value
+            .into_tensor_info(name, dir)
+            .map_err(|e| bad(format!("{e}")))?
+        {
+            infos.push(info);
+        }
+    }
+    // Each storage's bytes, by key, read in the order of the key list.
+    let elem_of = |key: &str| {
+        infos
+            .iter()
+            .find(|i| i.path.strip_prefix("legacy/") == Some(key))
+            .map(|i| i.dtype.size_in_bytes())
+    };
+    let mut pos = LEGACY_MAGIC.len() + cursor.position() as usize;
+    let mut storages: std::collections::HashMap<String, &[u8]> = Default::default();
+    for key in keys {
+        let Object::Unicode(key) = key else {
+            return Err(bad(
+                "legacy torch.save file: a storage key is not a string".into()
+            ));
+        };
+        let elem = elem_of(&key).ok_or_else(|| {
+            bad(format!(
+                "legacy torch.save file: storage {key} belongs to no tensor"
+            ))
+        })?;
+        let count = bytes
+            .get(pos..pos + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+            .ok_or_else(|| {
+                bad(format!(
+                    "legacy torch.save file: storage {key} is cut off; the file is truncated"
+                ))
+            })?;
+        pos += 8;
+        let end = count
+            .checked_mul(elem)
+            .and_then(|n| n.checked_add(pos))
+            .filter(|&end| end <= bytes.len())
+            .ok_or_else(|| {
+                bad(format!(
+                    "legacy torch.save file: storage {key} is cut off; the file is truncated"
+                ))
+            })?;
+        storages.insert(key, &bytes[pos..end]);
+        pos = end;
+    }
+    let mut out = Vec::with_capacity(infos.len());
+    for info in infos {
+        let key = info.path.strip_prefix("legacy/").unwrap_or(&info.path);
+        let data = storages.get(key).ok_or_else(|| {
+            bad(format!(
+                "tensor {}: storage {key} is not in the file",
+                info.name
+            ))
+        })?;
+        let tensor = rebuild(&info, data).map_err(bad)?;
+        out.push((info.name, tensor));
+    }
+    if out.is_empty() {
+        return Err(bad("the state dict holds no tensors".into()));
     }
     Ok(out)
 }

@@ -62,7 +62,7 @@ mtcnn_dir=third_party/mtcnn
 if [ ! -f "$mtcnn_dir/onet.pt" ] || [ ! -f "$mtcnn_dir/rnet.pt" ] || [ ! -f "$mtcnn_dir/pnet.pt" ]; then
   say "fetching the MTCNN weights (facenet-pytorch 2.6.0 wheel, 1.9 MB) into $mtcnn_dir"
   tmp=$(mktemp -d)
-  python3 -m pip download -q --no-deps "facenet-pytorch==2.6.0" -d "$tmp"
+  .venv/bin/python -m pip download -q --no-deps "facenet-pytorch==2.6.0" -d "$tmp"
   mkdir -p "$mtcnn_dir"
   python3 -m zipfile -e "$tmp"/facenet_pytorch-2.6.0-*.whl "$tmp/x"
   for net in pnet rnet onet; do cp "$tmp/x/facenet_pytorch/data/$net.pt" "$mtcnn_dir/$net.pt"; done

@@ -3,7 +3,7 @@
 # sample data -> HOG features -> LSTM and Transformer runs -> predictions (validation, test)
 # -> tuned smoothing -> ensemble -> MTL submission -> P_MTL of each stage on validation and test
 # (scripts/demo_table.py prints the table); then the systems of configs/systems/ (mtca on the
-# sample's 64-d synthetic features, lrp-arl-ff on its synthetic 4 x 4 token map), scored on
+# sample's 64-d synthetic features, lrp-arl-ff and task-queries on its synthetic 4 x 4 token map), scored on
 # validation and test beside chance.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,9 +72,12 @@ score chance test "$OUT/submission/chance_submission.txt"
 step "8. systems (configs/systems/) on the sample's synthetic features"
 # lrp-arl-ff trains 6 of its 15 epochs here (after the step decays at epochs 4 and 6 the rate is
 # 1e-3 of the start and the scores no longer move on this sample), to keep the demo short.
-for system in mtca lrp-arl-ff; do
+# task-queries (ABAW7: 22 task queries over the tokens, AU-assisted graph) runs its own recipe
+# (5 warm-up epochs, then one cosine epoch).
+for system in mtca lrp-arl-ff task-queries; do
   args=(--features synthetic)
   [ "$system" = lrp-arl-ff ] && args=(--features synthetic-tokens --epochs 6)
+  [ "$system" = task-queries ] && args=(--features synthetic-tokens)
   "$T" train --config "configs/systems/$system.toml" --data "$DATA" "${args[@]}" \
     --out "$OUT/runs/$system" 2>&1 | tail -n 1
   for split in validation test; do
@@ -128,7 +131,7 @@ cat <<EOT
 
 Written:
   features     $DATA/features/{hog,synthetic,synthetic-tokens}/<video>.h5
-  runs         $OUT/runs/{lstm,transformer,mtca,lrp-arl-ff,polarity-va,multirate-au,bagged-expr}/
+  runs         $OUT/runs/{lstm,transformer,mtca,lrp-arl-ff,task-queries,polarity-va,multirate-au,bagged-expr}/
                (config, metrics.jsonl, checkpoints, plots)
   predictions  $OUT/predictions/, smoothed $OUT/smoothed/, ensemble $OUT/ensemble/
   submission   $OUT/submission/mtl_submission.txt, $OUT/submission/abaw5_mtl_submission.txt

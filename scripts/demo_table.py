@@ -37,6 +37,7 @@ SPLITS = ("validation", "test")
 SYSTEMS = [
     ("mtca", "p_mtl", "mtca (P_MTL; 64-d features)"),
     ("lrp-arl-ff", "f1_au", "lrp-arl-ff (F1 AU; tokens)"),
+    ("task-queries", "p_mtl", "task-queries (P_MTL; tokens)"),
     ("polarity-va", "ccc_va", "polarity-va (mean CCC VA)"),
     ("bagged-expr", "f1_expr", "bagged-expr (F1 EXPR; 3 votes)"),
     ("multirate-au", "f1_au", "multirate-au (F1 AU)"),

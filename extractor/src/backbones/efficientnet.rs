@@ -49,12 +49,10 @@ use tch::nn::{self, BatchNorm, Conv2D, Module, ModuleT};
 use tch::{Device, Tensor};
 
 use super::mapped::load_mapped;
-use super::regnet::map_side;
 use super::weights::{init_vars, WeightsFile};
 use super::{
-    batch_norm, channels_last, check_out_dim, convs_channels_last, map_description, map_tokens,
-    normalised_meta, open_weights, positive, Backbone, BackboneConfig, BackboneMeta, Normalise,
-    Output, IMAGENET_MEAN, IMAGENET_STD,
+    batch_norm, channels_last, convs_channels_last, halved_side, open_weights, positive, Backbone,
+    BackboneConfig, BackboneMeta, LastMap,
 };
 
 /// BatchNorm epsilon of timm's and torchvision's `efficientnet_b*`.
@@ -550,11 +548,9 @@ impl Net {
 /// An EfficientNet-B0 / B2 ready to embed face crops.
 #[derive(Debug)]
 pub struct EfficientNet {
-    meta: BackboneMeta,
-    norm: Normalise,
     vs: nn::VarStore,
     net: Net,
-    output: Output,
+    last: LastMap,
     spec: EfficientNetSpec,
     layout: Option<Layout>,
 }
@@ -616,35 +612,19 @@ impl EfficientNet {
         if device != Device::Cpu {
             vs.set_device(device);
         }
-        check_out_dim(cfg, spec.head)?;
-        let output = cfg.output();
-        let side = map_side(input_size as i64, 5);
-        let output_shape = match output {
-            Output::Pooled => vec![spec.head as usize],
-            Output::Map | Output::Tokens => vec![(side * side) as usize, spec.head as usize],
-        };
-        let (norm, mut meta) = normalised_meta(
+        let last = LastMap::new(
             cfg,
-            (IMAGENET_MEAN, IMAGENET_STD),
             input_size,
-            output_shape,
+            (spec.head, halved_side(input_size as i64, 5)),
+            "bn2 + SiLU",
             weights.as_ref(),
             device,
         )?;
-        if output == Output::Map {
-            meta.preprocessing = format!(
-                "{}; {}",
-                meta.preprocessing,
-                map_description(side, side, "bn2 + SiLU")
-            );
-        }
         convs_channels_last(&vs);
         Ok(Self {
-            meta,
-            norm,
             vs,
             net,
-            output,
+            last,
             spec,
             layout,
         })
@@ -653,18 +633,13 @@ impl EfficientNet {
     /// The last feature map (`bn2` + SiLU) of `images` (`[N,3,S,S]` RGB in [0,1]) as
     /// `[N, H*W, C]` tokens, row-major over (h, w), whatever the configured output.
     pub fn forward_map(&self, images: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        map_tokens(&self.net.map(&channels_last(&self.norm.apply(images))))
+        self.last.tokens(images, |x| self.net.map(x))
     }
 
     /// The globally average-pooled last feature map, `[N, C]` (the classifier's input),
     /// whatever the configured output.
     pub fn forward_pooled(&self, images: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        self.net
-            .map(&channels_last(&self.norm.apply(images)))
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
+        self.last.pooled(images, |x| self.net.map(x))
     }
 
     /// The sizes the model was built with (published, or read from the weights).
@@ -686,13 +661,10 @@ impl EfficientNet {
 
 impl Backbone for EfficientNet {
     fn meta(&self) -> &BackboneMeta {
-        &self.meta
+        &self.last.meta
     }
     fn forward(&self, images: &Tensor) -> Tensor {
-        match self.output {
-            Output::Pooled => self.forward_pooled(images),
-            Output::Map | Output::Tokens => self.forward_map(images),
-        }
+        self.last.forward(images, |x| self.net.map(x))
     }
 }
 

@@ -33,9 +33,8 @@ use tch::{Device, Tensor};
 
 use super::weights::init_vars;
 use super::{
-    batch_norm, channels_last, check_out_dim, convs_channels_last, map_description, map_tokens,
-    normalised_meta, open_weights, positive, Backbone, BackboneConfig, BackboneMeta, Normalise,
-    Output, WeightsFile, IMAGENET_MEAN, IMAGENET_STD,
+    batch_norm, convs_channels_last, halved_side, open_weights, positive, Backbone, BackboneConfig,
+    BackboneMeta, LastMap, WeightsFile,
 };
 
 /// BatchNorm epsilon of torchvision and timm.
@@ -240,20 +239,12 @@ impl Net {
     }
 }
 
-/// Side of the last map for an `input` side: the stem and the four strided stages each give
-/// `(s - 1) / 2 + 1`.
-fn map_side(input: i64) -> i64 {
-    (0..5).fold(input, |s, _| (s - 1) / 2 + 1)
-}
-
 /// A torchvision (or timm) MobileNetV2 ready to embed face crops.
 #[derive(Debug)]
 pub struct MobileNetV2 {
-    meta: BackboneMeta,
-    norm: Normalise,
     vs: nn::VarStore,
     net: Net,
-    output: Output,
+    last: LastMap,
 }
 
 impl MobileNetV2 {
@@ -285,54 +276,28 @@ impl MobileNetV2 {
             device,
             |p| Ok(Net::new(p, naming, &layers, width_mult)),
         )?;
-        check_out_dim(cfg, net.channels)?;
-        let output = cfg.output();
-        let side = map_side(input);
-        let output_shape = match output {
-            Output::Pooled => vec![net.channels as usize],
-            Output::Map | Output::Tokens => vec![(side * side) as usize, net.channels as usize],
-        };
-        let (norm, mut meta) = normalised_meta(
+        let last = LastMap::new(
             cfg,
-            (IMAGENET_MEAN, IMAGENET_STD),
             input_size,
-            output_shape,
+            (net.channels, halved_side(input, 5)),
+            "head 1x1 conv + BN + ReLU6",
             weights.as_ref(),
             device,
         )?;
-        if output == Output::Map {
-            // One text for both namings: the same network writes the same features.
-            meta.preprocessing = format!(
-                "{}; {}",
-                meta.preprocessing,
-                map_description(side, side, "head 1x1 conv + BN + ReLU6")
-            );
-        }
         convs_channels_last(&vs);
-        Ok(Self {
-            meta,
-            norm,
-            vs,
-            net,
-            output,
-        })
+        Ok(Self { vs, net, last })
     }
 
     /// The last spatial map of `images` (`[N,3,S,S]` RGB in `[0, 1]`) as `[N, H*W, C]` tokens,
     /// row-major over (h, w), whatever the configured output.
     pub fn forward_map(&self, images: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        map_tokens(&self.net.map(&channels_last(&self.norm.apply(images))))
+        self.last.tokens(images, |x| self.net.map(x))
     }
 
     /// The `[N, C]` globally average-pooled last map (the classifier's input), whatever the
     /// configured output.
     pub fn forward_pooled(&self, images: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        self.net
-            .map(&channels_last(&self.norm.apply(images)))
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
+        self.last.pooled(images, |x| self.net.map(x))
     }
 
     /// The parameters and buffers, by their checkpoint's names (torchvision's without one).
@@ -345,13 +310,10 @@ impl MobileNetV2 {
 
 impl Backbone for MobileNetV2 {
     fn meta(&self) -> &BackboneMeta {
-        &self.meta
+        &self.last.meta
     }
     fn forward(&self, images: &Tensor) -> Tensor {
-        match self.output {
-            Output::Pooled => self.forward_pooled(images),
-            Output::Map | Output::Tokens => self.forward_map(images),
-        }
+        self.last.forward(images, |x| self.net.map(x))
     }
 }
 
@@ -371,6 +333,5 @@ mod tests {
         assert_eq!(make_divisible(60.0), 64);
         assert_eq!(make_divisible(44.0), 48);
         assert_eq!(make_divisible(43.9), 40);
-        assert_eq!(map_side(224), 7);
     }
 }

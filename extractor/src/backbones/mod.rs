@@ -290,6 +290,87 @@ pub(crate) fn map_description(h: i64, w: i64, layer: &str) -> String {
     format!("spatial map {h}x{w} tokens ({layer} output, row-major over h, w)")
 }
 
+/// Side of a CNN's last feature map for an `input` side after `halvings` layers of stride 2
+/// (3x3 or 1x1 kernels, padding `(k - 1) / 2`, or a 3x3 max pool with padding 1): each gives
+/// `(s - 1) / 2 + 1`.
+pub(crate) fn halved_side(input: i64, halvings: usize) -> i64 {
+    (0..halvings).fold(input, |s, _| if s > 0 { (s - 1) / 2 + 1 } else { 0 })
+}
+
+/// What a CNN backbone whose pooled vector is the global average of its last feature map
+/// (ResNet, MobileNetV2, RegNet, EfficientNet) writes, and how: the ImageNet normalisation, the
+/// cache metadata (with the map's description when the output is the map) and the two outputs
+/// of that map. The network itself stays in its own module; it hands over its map.
+#[derive(Debug)]
+pub(crate) struct LastMap {
+    pub(crate) meta: BackboneMeta,
+    norm: Normalise,
+    output: Output,
+}
+
+impl LastMap {
+    /// The output of `cfg` for a last map of `channels` x `side` x `side` at `input_size` px,
+    /// the map named `layer` in the preprocessing text (e.g. `layer4`).
+    pub(crate) fn new(
+        cfg: &BackboneConfig,
+        input_size: u32,
+        (channels, side): (i64, i64),
+        layer: &str,
+        weights: Option<&WeightsFile>,
+        device: Device,
+    ) -> anyhow::Result<Self> {
+        check_out_dim(cfg, channels)?;
+        let output = cfg.output();
+        let output_shape = match output {
+            Output::Pooled => vec![channels as usize],
+            Output::Map | Output::Tokens => vec![(side * side) as usize, channels as usize],
+        };
+        let (norm, mut meta) = normalised_meta(
+            cfg,
+            (IMAGENET_MEAN, IMAGENET_STD),
+            input_size,
+            output_shape,
+            weights,
+            device,
+        )?;
+        if output != Output::Pooled {
+            meta.preprocessing = format!(
+                "{}; {}",
+                meta.preprocessing,
+                map_description(side, side, layer)
+            );
+        }
+        Ok(Self { meta, norm, output })
+    }
+
+    /// `net`'s last map of `images` (`[N,3,S,S]` RGB in [0,1], normalised and laid out
+    /// channels-last here), without gradients.
+    fn feature_map(&self, images: &Tensor, net: impl Fn(&Tensor) -> Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        net(&channels_last(&self.norm.apply(images)))
+    }
+
+    /// The last map as `[N, H*W, C]` tokens, row-major over (h, w).
+    pub(crate) fn tokens(&self, images: &Tensor, net: impl Fn(&Tensor) -> Tensor) -> Tensor {
+        map_tokens(&self.feature_map(images, net))
+    }
+
+    /// The globally average-pooled last map, `[N, C]` (a classifier's input).
+    pub(crate) fn pooled(&self, images: &Tensor, net: impl Fn(&Tensor) -> Tensor) -> Tensor {
+        self.feature_map(images, net)
+            .adaptive_avg_pool2d([1, 1])
+            .flatten(1, -1)
+    }
+
+    /// What the configured output writes: [`Self::pooled`] or [`Self::tokens`].
+    pub(crate) fn forward(&self, images: &Tensor, net: impl Fn(&Tensor) -> Tensor) -> Tensor {
+        match self.output {
+            Output::Pooled => self.pooled(images, net),
+            Output::Map | Output::Tokens => self.tokens(images, net),
+        }
+    }
+}
+
 /// A bias-free 2-d convolution with PyTorch's names and default (Kaiming uniform) init.
 pub(crate) fn conv(
     p: &tch::nn::Path,
@@ -334,6 +415,16 @@ mod tests {
         let want: Vec<f32> = (0..6).flat_map(|i| [i as f32, 100.0 + i as f32]).collect();
         assert_eq!(got, want);
         assert!(map_tokens(&x).equal(&map_tokens(&channels_last(&x))));
+    }
+
+    #[test]
+    fn a_map_side_is_the_input_halved_rounding_up() {
+        assert_eq!(halved_side(224, 5), 7);
+        assert_eq!(halved_side(260, 5), 9);
+        assert_eq!(halved_side(64, 5), 2);
+        assert_eq!(halved_side(65, 5), 3);
+        assert_eq!(halved_side(1, 5), 1);
+        assert_eq!(halved_side(224, 0), 224);
     }
 
     #[test]

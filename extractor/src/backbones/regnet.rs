@@ -43,9 +43,8 @@ use tch::{Device, Tensor};
 use super::mapped::load_mapped;
 use super::weights::{init_vars, WeightsFile};
 use super::{
-    batch_norm, channels_last, check_out_dim, convs_channels_last, map_description, map_tokens,
-    normalised_meta, open_weights, positive, Backbone, BackboneConfig, BackboneMeta, Normalise,
-    Output, IMAGENET_MEAN, IMAGENET_STD,
+    batch_norm, convs_channels_last, halved_side, open_weights, positive, Backbone, BackboneConfig,
+    BackboneMeta, LastMap,
 };
 
 /// BatchNorm epsilon of torchvision and timm.
@@ -363,20 +362,12 @@ impl Net {
     }
 }
 
-/// Side of the last feature map for an `input` side: the stem and each stage's first block
-/// (3x3 or 1x1, stride 2, padding (k - 1) / 2) each give `(s - 1) / 2 + 1`.
-pub(crate) fn map_side(input: i64, stride2_layers: usize) -> i64 {
-    (0..stride2_layers).fold(input, |s, _| if s > 0 { (s - 1) / 2 + 1 } else { 0 })
-}
-
 /// A RegNetX / RegNetY ready to embed face crops.
 #[derive(Debug)]
 pub struct RegNet {
-    meta: BackboneMeta,
-    norm: Normalise,
     vs: nn::VarStore,
     net: Net,
-    output: Output,
+    last: LastMap,
     spec: RegNetSpec,
     layout: Option<Layout>,
 }
@@ -439,35 +430,22 @@ impl RegNet {
             vs.set_device(device);
         }
         let channels = spec.out_channels();
-        check_out_dim(cfg, channels)?;
-        let output = cfg.output();
-        let side = map_side(input_size as i64, 1 + spec.stages.len());
-        let output_shape = match output {
-            Output::Pooled => vec![channels as usize],
-            Output::Map | Output::Tokens => vec![(side * side) as usize, channels as usize],
-        };
-        let (norm, mut meta) = normalised_meta(
+        let last = LastMap::new(
             cfg,
-            (IMAGENET_MEAN, IMAGENET_STD),
             input_size,
-            output_shape,
+            (
+                channels,
+                halved_side(input_size as i64, 1 + spec.stages.len()),
+            ),
+            "trunk_output",
             weights.as_ref(),
             device,
         )?;
-        if output == Output::Map {
-            meta.preprocessing = format!(
-                "{}; {}",
-                meta.preprocessing,
-                map_description(side, side, "trunk_output")
-            );
-        }
         convs_channels_last(&vs);
         Ok(Self {
-            meta,
-            norm,
             vs,
             net,
-            output,
+            last,
             spec,
             layout,
         })
@@ -476,18 +454,13 @@ impl RegNet {
     /// The last stage's output of `images` (`[N,3,S,S]` RGB in [0,1]) as `[N, H*W, C]`
     /// tokens, row-major over (h, w), whatever the configured output.
     pub fn forward_map(&self, images: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        map_tokens(&self.net.map(&channels_last(&self.norm.apply(images))))
+        self.last.tokens(images, |x| self.net.map(x))
     }
 
     /// The globally average-pooled last stage of `images`, `[N, C]`, whatever the configured
     /// output.
     pub fn forward_pooled(&self, images: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        self.net
-            .map(&channels_last(&self.norm.apply(images)))
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
+        self.last.pooled(images, |x| self.net.map(x))
     }
 
     /// The sizes the model was built with (published, or read from the weights).
@@ -509,13 +482,10 @@ impl RegNet {
 
 impl Backbone for RegNet {
     fn meta(&self) -> &BackboneMeta {
-        &self.meta
+        &self.last.meta
     }
     fn forward(&self, images: &Tensor) -> Tensor {
-        match self.output {
-            Output::Pooled => self.forward_pooled(images),
-            Output::Map | Output::Tokens => self.forward_map(images),
-        }
+        self.last.forward(images, |x| self.net.map(x))
     }
 }
 
@@ -550,13 +520,5 @@ mod tests {
         for (timm, tv) in cases {
             assert_eq!(timm_to_torchvision(timm).as_deref(), tv, "{timm}");
         }
-    }
-
-    #[test]
-    fn the_map_side_halves_five_times_rounding_up() {
-        assert_eq!(map_side(224, 5), 7);
-        assert_eq!(map_side(260, 5), 9);
-        assert_eq!(map_side(64, 5), 2);
-        assert_eq!(map_side(1, 5), 1);
     }
 }

@@ -24,9 +24,8 @@ use tch::{Device, Tensor};
 
 use super::weights::init_vars;
 use super::{
-    batch_norm, channels_last, check_out_dim, conv, convs_channels_last, map_description,
-    map_tokens, normalised_meta, open_weights, positive, Backbone, BackboneConfig, BackboneMeta,
-    Normalise, Output, IMAGENET_MEAN, IMAGENET_STD,
+    batch_norm, conv, convs_channels_last, halved_side, open_weights, positive, Backbone,
+    BackboneConfig, BackboneMeta, LastMap,
 };
 
 /// BatchNorm epsilon of torchvision.
@@ -168,20 +167,12 @@ impl Net {
     }
 }
 
-/// Side of the `layer4` map for an `input` side: the stem convolution, the max pool and the
-/// strided first blocks of layers 2-4 each give `(s - 1) / 2 + 1`.
-fn map_side(input: i64) -> i64 {
-    (0..5).fold(input, |s, _| (s - 1) / 2 + 1)
-}
-
 /// A torchvision ResNet ready to embed face crops.
 #[derive(Debug)]
 pub struct ResNet {
-    meta: BackboneMeta,
-    norm: Normalise,
     vs: nn::VarStore,
     net: Net,
-    output: Output,
+    last: LastMap,
 }
 
 impl ResNet {
@@ -208,53 +199,28 @@ impl ResNet {
             device,
             |p| Ok(Net::new(p, kind, &layers, width)),
         )?;
-        check_out_dim(cfg, net.channels)?;
-        let output = cfg.output();
-        let side = map_side(input);
-        let output_shape = match output {
-            Output::Pooled => vec![net.channels as usize],
-            Output::Map | Output::Tokens => vec![(side * side) as usize, net.channels as usize],
-        };
-        let (norm, mut meta) = normalised_meta(
+        let last = LastMap::new(
             cfg,
-            (IMAGENET_MEAN, IMAGENET_STD),
             input_size,
-            output_shape,
+            (net.channels, halved_side(input, 5)),
+            "layer4",
             weights.as_ref(),
             device,
         )?;
-        if output == Output::Map {
-            meta.preprocessing = format!(
-                "{}; {}",
-                meta.preprocessing,
-                map_description(side, side, "layer4")
-            );
-        }
         convs_channels_last(&vs);
-        Ok(Self {
-            meta,
-            norm,
-            vs,
-            net,
-            output,
-        })
+        Ok(Self { vs, net, last })
     }
 
     /// The `layer4` output of `images` (`[N,3,S,S]` RGB in `[0, 1]`) as `[N, H*W, C]` tokens,
     /// row-major over (h, w), whatever the configured output.
     pub fn forward_map(&self, images: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        map_tokens(&self.net.map(&channels_last(&self.norm.apply(images))))
+        self.last.tokens(images, |x| self.net.map(x))
     }
 
     /// The `[N, C]` globally average-pooled `layer4` output (the input of torchvision's `fc`),
     /// whatever the configured output.
     pub fn forward_pooled(&self, images: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        self.net
-            .map(&channels_last(&self.norm.apply(images)))
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
+        self.last.pooled(images, |x| self.net.map(x))
     }
 
     /// The parameters and buffers, by their torchvision names. The convolution weights are
@@ -266,25 +232,9 @@ impl ResNet {
 
 impl Backbone for ResNet {
     fn meta(&self) -> &BackboneMeta {
-        &self.meta
+        &self.last.meta
     }
     fn forward(&self, images: &Tensor) -> Tensor {
-        match self.output {
-            Output::Pooled => self.forward_pooled(images),
-            Output::Map | Output::Tokens => self.forward_map(images),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_layer4_side_is_the_input_halved_five_times_rounding_up() {
-        assert_eq!(map_side(224), 7);
-        assert_eq!(map_side(64), 2);
-        assert_eq!(map_side(65), 3);
-        assert_eq!(map_side(1), 1);
+        self.last.forward(images, |x| self.net.map(x))
     }
 }

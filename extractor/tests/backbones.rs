@@ -22,78 +22,23 @@ use extractor::backbones::{
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
+mod common;
+use common::{assert_close, Fixtures};
+
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    Fixtures::at("").0
 }
-
-/// The fixture manifest written by the script.
-fn manifest() -> serde_json::Value {
-    let text = std::fs::read_to_string(fixtures().join("manifest.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 fn case(name: &str) -> serde_json::Value {
-    manifest()["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["case"] == name)
-        .unwrap_or_else(|| panic!("fixture case {name} missing from manifest.json"))
-        .clone()
+    Fixtures::at("").case(name)
 }
-
-/// The case's config with file names made absolute.
 fn config(case: &serde_json::Value) -> BackboneConfig {
-    let mut cfg: BackboneConfig = serde_json::from_value(case["config"].clone()).unwrap();
-    if let Some(w) = &cfg.weights {
-        cfg.weights = Some(fixtures().join(w));
-    }
-    if let Some(file) = cfg.name.strip_prefix("torchscript:") {
-        cfg.name = format!("torchscript:{}", fixtures().join(file).display());
-    }
-    cfg
+    Fixtures::at("").config(case)
 }
-
-/// PNGs decoded with `image` to `[N,3,S,S]` float32 RGB in [0,1].
 fn images(case: &serde_json::Value) -> Tensor {
-    let batch: Vec<Tensor> = case["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let img = image::open(fixtures().join(f.as_str().unwrap()))
-                .unwrap()
-                .to_rgb8();
-            let (w, h) = img.dimensions();
-            Tensor::from_slice(img.as_raw())
-                .view([h as i64, w as i64, 3])
-                .permute([2, 0, 1])
-                .to_kind(Kind::Float)
-                / 255.0
-        })
-        .collect();
-    Tensor::stack(&batch, 0)
+    Fixtures::at("").images(case)
 }
-
 fn expected(case: &serde_json::Value) -> HashMap<String, Tensor> {
-    let file = fixtures().join(case["expected"].as_str().unwrap());
-    Tensor::read_safetensors(file)
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
-/// Asserts `max|got - want| <= 1e-4 * max|want|` and equal shapes.
-fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
-    assert_eq!(got.size(), want.size(), "{what}: shape");
-    let err = (got - want).abs().max().double_value(&[]);
-    let scale = want.abs().max().double_value(&[]);
-    eprintln!("{what}: max abs error {err:.3e}, reference scale {scale:.3e}");
-    assert!(scale > 0.0, "{what}: reference is all zeros");
-    assert!(
-        err <= 1e-4 * scale,
-        "{what}: max abs error {err} > 1e-4 * {scale}"
-    );
+    Fixtures::at("").expected(case)
 }
 
 fn sha256_id(path: &Path) -> String {

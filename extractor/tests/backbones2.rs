@@ -10,7 +10,7 @@
 //! Extraction: a ResNet checkpoint as `.pth` and as safetensors gives byte-identical features in
 //! the cache.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -18,69 +18,23 @@ use extractor::backbones::{self, Backbone, BackboneConfig, DenseNet, MobileNetV2
 use extractor::cli::{Cli, Command};
 use tch::{Device, Kind, Tensor};
 
+mod common;
+use common::{assert_close, Fixtures};
+
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones2")
+    Fixtures::at("backbones2").0
 }
-
 fn case(name: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(fixtures().join("manifest.json")).unwrap();
-    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
-    manifest["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["case"] == name)
-        .unwrap_or_else(|| panic!("fixture case {name} missing from manifest.json"))
-        .clone()
+    Fixtures::at("backbones2").case(name)
 }
-
-/// The case's config with the weights path made absolute.
 fn config(case: &serde_json::Value) -> BackboneConfig {
-    let mut cfg: BackboneConfig = serde_json::from_value(case["config"].clone()).unwrap();
-    cfg.weights = cfg.weights.map(|w| fixtures().join(w));
-    cfg
+    Fixtures::at("backbones2").config(case)
 }
-
-/// The case's PNGs as `[N,3,S,S]` float32 RGB in [0,1].
 fn images(case: &serde_json::Value) -> Tensor {
-    let batch: Vec<Tensor> = case["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let img = image::open(fixtures().join(f.as_str().unwrap()))
-                .unwrap()
-                .to_rgb8();
-            let (w, h) = img.dimensions();
-            Tensor::from_slice(img.as_raw())
-                .view([h as i64, w as i64, 3])
-                .permute([2, 0, 1])
-                .to_kind(Kind::Float)
-                / 255.0
-        })
-        .collect();
-    Tensor::stack(&batch, 0)
+    Fixtures::at("backbones2").images(case)
 }
-
-fn expected(case: &serde_json::Value) -> BTreeMap<String, Tensor> {
-    let file = fixtures().join(case["expected"].as_str().unwrap());
-    Tensor::read_safetensors(file)
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
-/// Asserts equal shapes and `max|got - want| <= 1e-4 * max|want|`.
-fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
-    assert_eq!(got.size(), want.size(), "{what}: shape");
-    let err = (got - want).abs().max().double_value(&[]);
-    let scale = want.abs().max().double_value(&[]);
-    eprintln!("{what}: max abs error {err:.3e}, reference scale {scale:.3e}");
-    assert!(scale > 0.0, "{what}: reference is all zeros");
-    assert!(
-        err <= 1e-4 * scale,
-        "{what}: max abs error {err} > 1e-4 * {scale}"
-    );
+fn expected(case: &serde_json::Value) -> HashMap<String, Tensor> {
+    Fixtures::at("backbones2").expected(case)
 }
 
 /// Builds the case's backbone pooled and as a map, and compares both with PyTorch's outputs;

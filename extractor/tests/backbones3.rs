@@ -20,71 +20,26 @@ use extractor::backbones::{
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
+mod common;
+use common::{assert_close, Fixtures};
+
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones3")
+    Fixtures::at("backbones3").0
 }
-
-fn read_json(file: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(fixtures().join(file)).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 fn case(name: &str) -> serde_json::Value {
-    read_json("manifest.json")["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["case"] == name)
-        .unwrap_or_else(|| panic!("fixture case {name} missing from manifest.json"))
-        .clone()
+    Fixtures::at("backbones3").case(name)
 }
-
 fn config(case: &serde_json::Value) -> BackboneConfig {
-    let mut cfg: BackboneConfig = serde_json::from_value(case["config"].clone()).unwrap();
-    cfg.weights = cfg.weights.map(|w| fixtures().join(w));
-    cfg
+    Fixtures::at("backbones3").config(case)
 }
-
-/// PNGs decoded with `image` to `[N,3,S,S]` float32 RGB in [0,1].
 fn images(case: &serde_json::Value) -> Tensor {
-    let batch: Vec<Tensor> = case["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let img = image::open(fixtures().join(f.as_str().unwrap()))
-                .unwrap()
-                .to_rgb8();
-            let (w, h) = img.dimensions();
-            Tensor::from_slice(img.as_raw())
-                .view([h as i64, w as i64, 3])
-                .permute([2, 0, 1])
-                .to_kind(Kind::Float)
-                / 255.0
-        })
-        .collect();
-    Tensor::stack(&batch, 0)
+    Fixtures::at("backbones3").images(case)
 }
-
 fn expected(case: &serde_json::Value) -> HashMap<String, Tensor> {
-    let file = fixtures().join(case["expected"].as_str().unwrap());
-    Tensor::read_safetensors(file)
-        .unwrap()
-        .into_iter()
-        .collect()
+    Fixtures::at("backbones3").expected(case)
 }
-
-/// Asserts `max|got - want| <= 1e-4 * max|want|` and equal shapes.
-fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
-    assert_eq!(got.size(), want.size(), "{what}: shape");
-    let err = (got - want).abs().max().double_value(&[]);
-    let scale = want.abs().max().double_value(&[]);
-    eprintln!("{what}: max abs error {err:.3e}, reference scale {scale:.3e}");
-    assert!(scale > 0.0, "{what}: reference is all zeros");
-    assert!(
-        err <= 1e-4 * scale,
-        "{what}: max abs error {err} > 1e-4 * {scale}"
-    );
+fn read_json(file: &str) -> serde_json::Value {
+    Fixtures::at("backbones3").json(file)
 }
 
 /// Builds the case with `output = pooled` and `output = map`, checks metadata and both outputs

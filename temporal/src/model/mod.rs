@@ -502,20 +502,34 @@ mod tests {
             ..LossConfig::default()
         };
         let mut opt = nn::Adam::default().build(&vs, 3e-3).unwrap();
-        let eval = || {
-            let (out, _) = model.forward_t(&x, None, None, false);
+        let batch = (&x, &labels, &valid, &loss_cfg);
+        loss_halves(&model, &mut opt, batch, 80, |out| {
             for (task, n) in [("valence", 1), ("arousal", 1), ("expr", 8), ("au", 12)] {
                 assert_eq!(out.by_task[task].size(), [b, 1, n], "{task}");
             }
             assert!(!out.au_probabilities, "the task queries give AU logits");
-            mtl_loss(&out, &labels, &valid, &loss_cfg)
-                .0
-                .double_value(&[])
+        });
+    }
+
+    /// Trains `model` on one batch (features, labels, valid frames, loss) for `steps` steps of
+    /// `opt` and asserts that the loss in evaluation mode at least halves; `check` looks at the
+    /// outputs of each evaluation.
+    fn loss_halves(
+        model: &TemporalMtl,
+        opt: &mut nn::Optimizer,
+        (x, labels, valid, loss_cfg): (&Tensor, &LabelTensors, &Tensor, &LossConfig),
+        steps: usize,
+        check: impl Fn(&Outputs),
+    ) {
+        let eval = || {
+            let (out, _) = model.forward_t(x, None, None, false);
+            check(&out);
+            mtl_loss(&out, labels, valid, loss_cfg).0.double_value(&[])
         };
         let before = eval();
-        for _ in 0..80 {
-            let (mut out, _) = model.forward_t(&x, None, None, true);
-            let (loss, _) = mtl_loss(&out, &labels, &valid, &loss_cfg);
+        for _ in 0..steps {
+            let (mut out, _) = model.forward_t(x, None, None, true);
+            let (loss, _) = mtl_loss(&out, labels, valid, loss_cfg);
             opt.zero_grad();
             out.backward(&loss);
             opt.step();
@@ -568,23 +582,15 @@ mod tests {
         let valid = Tensor::ones([b, 1], (Kind::Bool, Device::Cpu));
         let loss_cfg = LossConfig::default();
         let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
-        let eval = || {
-            let (out, _) = model.forward_t(&x, None, None, false);
-            assert_eq!(out.get(HeadTask::Au).unwrap().size(), [b, 1, 12]);
-            assert!(!out.au_probabilities, "the token head gives logits");
-            mtl_loss(&out, &labels, &valid, &loss_cfg)
-                .0
-                .double_value(&[])
-        };
-        let before = eval();
-        for _ in 0..60 {
-            let (mut out, _) = model.forward_t(&x, None, None, true);
-            let (loss, _) = mtl_loss(&out, &labels, &valid, &loss_cfg);
-            opt.zero_grad();
-            out.backward(&loss);
-            opt.step();
-        }
-        let after = eval();
-        assert!(after < 0.5 * before, "loss {before} -> {after}");
+        loss_halves(
+            &model,
+            &mut opt,
+            (&x, &labels, &valid, &loss_cfg),
+            60,
+            |out| {
+                assert_eq!(out.get(HeadTask::Au).unwrap().size(), [b, 1, 12]);
+                assert!(!out.au_probabilities, "the token head gives logits");
+            },
+        );
     }
 }

@@ -12,9 +12,10 @@
 //!
 //! What it does not: resize, batch, or detect anything (the caller batches frames of equal size).
 
+use crate::sources::video_file::read_up_to;
 use crate::sources::VideoSource;
 use anyhow::{bail, Context};
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread::JoinHandle;
@@ -243,22 +244,17 @@ impl Iterator for RawFrames {
             RawFrames::Video(v) => {
                 let stdout = v.stdout.as_mut()?;
                 let mut buf = vec![0u8; 3 * v.width * v.height];
-                let mut filled = 0;
-                while filled < buf.len() {
-                    match stdout.read(&mut buf[filled..]) {
-                        Ok(0) => break,
-                        Ok(k) => filled += k,
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            v.stdout = None;
-                            return Some(Err(anyhow::anyhow!(
-                                "{}: reading frame {} from ffmpeg: {e}",
-                                v.path.display(),
-                                v.next_frame
-                            )));
-                        }
+                let filled = match read_up_to(stdout, &mut buf) {
+                    Ok(filled) => filled,
+                    Err(e) => {
+                        v.stdout = None;
+                        return Some(Err(anyhow::anyhow!(
+                            "{}: reading frame {} from ffmpeg: {e}",
+                            v.path.display(),
+                            v.next_frame
+                        )));
                     }
-                }
+                };
                 if filled < buf.len() {
                     return v.finish(filled).err().map(Err);
                 }

@@ -37,6 +37,22 @@ pub fn is_video_file(path: &Path) -> bool {
         .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// Reads into `buf` until it is full or `reader` ends, retrying interrupted reads; returns the
+/// bytes read (fewer than `buf.len()` only at the end of the stream). How both ffmpeg readers
+/// (this module's and `crate::faces::frames`') take one raw frame from ffmpeg's pipe.
+pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// Decode `path` at `size x size`: the same as [`VideoFrames::open`].
 pub fn decode(path: &Path, size: u32) -> anyhow::Result<VideoFrames> {
     VideoFrames::open(path, size)
@@ -224,24 +240,20 @@ impl Iterator for VideoFrames {
     type Item = anyhow::Result<(u32, Vec<f32>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let frame_bytes = self.frame_bytes();
         let stdout = self.stdout.as_mut()?;
-        let mut buf = vec![0u8; 3 * (self.size as usize) * (self.size as usize)];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match stdout.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.stdout = None;
-                    return Some(Err(anyhow::anyhow!(
-                        "{}: reading frame {} from ffmpeg: {e}",
-                        self.path.display(),
-                        self.next_frame
-                    )));
-                }
+        let mut buf = vec![0u8; frame_bytes];
+        let filled = match read_up_to(stdout, &mut buf) {
+            Ok(filled) => filled,
+            Err(e) => {
+                self.stdout = None;
+                return Some(Err(anyhow::anyhow!(
+                    "{}: reading frame {} from ffmpeg: {e}",
+                    self.path.display(),
+                    self.next_frame
+                )));
             }
-        }
+        };
         if filled < buf.len() {
             return match self.finish(filled) {
                 Ok(()) => None,

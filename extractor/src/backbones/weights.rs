@@ -475,11 +475,13 @@ pub fn file_sha256(path: &Path) -> Result<String, WeightsError> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Serialises seeded initialisations: libtorch has one global generator per device.
+/// Serialises seeded initialisations: libtorch has one global generator per device. Code that
+/// draws from it on another thread at the same moment (random test inputs, dropout) still shifts
+/// the numbers; the extractor does neither while it builds its backbone.
 static INIT_LOCK: Mutex<()> = Mutex::new(());
 
 /// Builds a model's variables on the CPU from `seed` (so "seed:N" gives the same numbers on every
-/// device and whatever other threads do), overwrites them from `weights` if given (see
+/// device, and whatever other threads initialise; see [`INIT_LOCK`]), overwrites them from `weights` if given (see
 /// [`WeightsFile::load_into`]; `model` and `ignored` are passed on), freezes them and moves them
 /// to `device`. `build` creates the variables under the root path and returns the model.
 pub fn init_vars<M>(

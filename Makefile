@@ -11,7 +11,7 @@ CACHE      ?= $(DATA)/features
 FEATURES   ?= hog
 DEMO_OUT   ?= out/demo
 
-.PHONY: help setup build sample-data features demo test test-unit test-slurm lint fmt bench bench-extract bench-temporal bench-faces clean
+.PHONY: help setup build sample-data features demo test test-unit test-slurm lint fmt bench bench-extract bench-temporal bench-faces bench-cache clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -46,13 +46,16 @@ lint: ## clippy without warnings and rustfmt
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench: bench-extract bench-temporal bench-faces ## all benchmarks (ratios against the PyTorch peers, same run)
+bench: bench-extract bench-temporal bench-faces bench-cache ## all benchmarks (ratios against the PyTorch peers, same run)
 
 bench-extract: setup ## extraction frames/s vs ../shared/peers/torch_extract_ref.py
 	@bash scripts/bench-extract.sh
 
 bench-faces: setup ## face detection + alignment frames/s vs facenet-pytorch's MTCNN
 	@bash scripts/bench-faces.sh
+
+bench-cache: setup ## token cache read MB/s vs h5py + PyTorch, and train frames/s with tokens in memory vs streamed
+	@bash scripts/bench-cache.sh
 
 bench-temporal: setup ## training/inference frames/s vs ../shared/peers/torch_temporal_ref.py
 	@bash scripts/bench-temporal.sh

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# `make bench-cache`: the feature cache at the size of DINOv2 ViT-g/14 patch tokens (289 x 1536
+# per frame), read by our streamed reader against h5py + PyTorch, and the trainer's frames/s on
+# those tokens with the features in memory or streamed from the cache (issue 15, section 1).
+#
+# 1. Cache (made once, reused while its stamp is there): `extractor sample-data --no-frames
+#    --equal-lengths --synthetic-tokens 289 --token-dim 1536` into $OUT/data-$DTYPE-<V>x<F>/
+#    (VIDEOS x FRAMES frames; 12 x 200 = 2400 frames, 2.0 GB in f16). sample-data writes its
+#    tokens as f32 only; with DTYPE=f16 (the default, the issue's storage for tokens) each file's
+#    /features is rewritten as float16 with h5py in the cache's own layout (chunks of whole rows
+#    of at most 1 MiB, no filter, attribute dtype = "f16", the source attribute saying so).
+# 2. Reading: the page cache is warmed (cat), then for each order of ORDERS (shuffled = random
+#    frames across videos, video = consecutive frames video by video), ROUNDS rounds of ours
+#    (`temporal bench-read`, which writes the rows it read to a plan) then the peer
+#    (scripts/bench/h5py_read.py on that plan: the same rows in the same batches, h5py opened
+#    once per file, one ds[row] per frame, astype(float32), torch.stack per batch). Best round of
+#    each side; ratio = ours / peer MB/s (MB = 2^20 bytes of /features as stored).
+# 3. Training: `temporal train --config configs/systems/task-queries.toml` on that cache for one
+#    epoch (no warm-up), with --feature-store memory and with --feature-store stream, each once;
+#    the epoch's train_fps from the run's metrics.jsonl and the process's peak RSS
+#    (scripts/peak_rss.py).
+# 4. A Markdown table naming the CPU (scripts/bench_cache_table.py) on stdout and in
+#    $OUT/table.md; everything measured in $OUT/results.json, the raw JSON and logs in $OUT/raw/.
+# A benchmark, not a test: it fails only when a command fails.
+#
+# Environment:
+#   THREADS=2  BATCH=64  ROUNDS=2  ORDERS="shuffled video"  STEPS= (cap of bench-read batches)
+#   VIDEOS=12  FRAMES=200  TOKENS=289  TOKEN_DIM=1536  DTYPE=f16|f32
+#   STORES="memory stream" (TRAIN=0: no training runs)   OUT=out/bench-cache
+#   SKIP_BUILD=1 (use the existing release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+THREADS=${THREADS:-2}
+BATCH=${BATCH:-64}
+ROUNDS=${ROUNDS:-2}
+ORDERS=${ORDERS:-"shuffled video"}
+STEPS=${STEPS:-}
+VIDEOS=${VIDEOS:-12}
+FRAMES=${FRAMES:-200}
+TOKENS=${TOKENS:-289}
+TOKEN_DIM=${TOKEN_DIM:-1536}
+DTYPE=${DTYPE:-f16}
+STORES=${STORES:-"memory stream"}
+TRAIN=${TRAIN:-1}
+OUT=${OUT:-out/bench-cache}
+SET=synthetic-tokens
+CONFIG=configs/systems/task-queries.toml
+PEER=scripts/bench/h5py_read.py
+say() { printf '[bench-cache] %s\n' "$*" >&2; }
+
+case "$DTYPE" in f16 | f32) ;; *) say "DTYPE=$DTYPE: use f16 or f32"; exit 1 ;; esac
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+  say "building temporal and extractor (release)"
+  cargo build --release --quiet -p temporal -p extractor --bins
+fi
+EXTRACTOR=target/release/extractor
+TEMPORAL=target/release/temporal
+for b in "$EXTRACTOR" "$TEMPORAL"; do
+  [ -x "$b" ] || { say "$b is missing; run make build"; exit 1; }
+done
+"$TEMPORAL" bench-read --help >/dev/null 2>&1 ||
+  { say "$TEMPORAL has no bench-read subcommand; rebuild from a tree that has it"; exit 1; }
+
+say "PyTorch venv for the peer (fixture-venv, with h5py)"
+PY=$(bash scripts/fixtures/venv.sh)
+"$PY" -c "import h5py" 2>/dev/null || "$PY" -m pip install -q h5py
+
+# 1. The cache.
+DATA=$OUT/data-$DTYPE-${VIDEOS}x$FRAMES
+CACHE=$DATA/features
+STAMP=$DATA/.bench-cache-ready-${TOKENS}x$TOKEN_DIM
+if [ ! -f "$STAMP" ]; then
+  say "making the token cache once: $VIDEOS videos x $FRAMES frames of $TOKENS x $TOKEN_DIM in $DATA"
+  rm -rf "$DATA"
+  mkdir -p "$OUT"
+  "$EXTRACTOR" sample-data --out "$DATA" --videos "$VIDEOS" --frames "$FRAMES" --equal-lengths \
+    --no-frames --synthetic-tokens "$TOKENS" --token-dim "$TOKEN_DIM" >&2
+  if [ "$DTYPE" = f16 ]; then
+    say "rewriting /features as float16 (sample-data writes f32 tokens only)"
+    "$PY" - "$CACHE/$SET" <<'EOF'
+import glob, os, sys
+import h5py, numpy as np
+CHUNK_BYTES = 1 << 20  # shared/src/cache: chunks of whole rows of at most 1 MiB
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.h5"))):
+    tmp = path + ".tmp-f16"
+    with h5py.File(path, "r") as src, h5py.File(tmp, "w", track_order=False) as dst:
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+        dst.attrs["dtype"] = "f16"
+        dst.attrs["source"] = src.attrs["source"] + "; /features rewritten as f16 by scripts/bench-cache.sh (h5py)"
+        f = src["features"]
+        n = f.shape[0]
+        row_bytes = int(np.prod(f.shape[1:])) * 2
+        chunk = (max(1, min(CHUNK_BYTES // row_bytes, n)),) + f.shape[1:]
+        out = dst.create_dataset("features", shape=f.shape, dtype=np.float16,
+                                 chunks=chunk if n else None, track_times=False)
+        for i in range(0, n, 32):
+            block = f[i:i + 32]
+            if np.abs(block).max() > 65504.0:
+                sys.exit(f"{path}: a feature does not fit float16")
+            out[i:i + 32] = block.astype(np.float16)
+        for k in ("frames", "missing", "missing_reason"):
+            src.copy(src[k], dst, name=k)
+    os.replace(tmp, path)
+EOF
+  fi
+  touch "$STAMP"
+else
+  say "reusing the token cache in $DATA"
+fi
+"$EXTRACTOR" inspect "$CACHE" >"$OUT/inspect.txt" 2>&1 || { say "extractor inspect $CACHE failed:"; cat "$OUT/inspect.txt" >&2; exit 1; }
+
+RAW=$OUT/raw
+rm -rf "$RAW" "$OUT/runs"
+mkdir -p "$RAW"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+{
+  printf '{"videos": %s, "frames_per_video": %s, "tokens": %s, "token_dim": %s, "dtype": "%s", "bytes_on_disk": %s, "path": "%s"}\n' \
+    "$VIDEOS" "$FRAMES" "$TOKENS" "$TOKEN_DIM" "$DTYPE" "$(du -cb "$CACHE/$SET"/*.h5 | tail -n 1 | cut -f1)" "$CACHE/$SET"
+} >"$RAW/cache.json"
+
+warm() {
+  say "warming the page cache ($(du -sh "$CACHE/$SET" | cut -f1))"
+  cat "$CACHE/$SET"/*.h5 >/dev/null
+}
+
+# 2. Reading, ours and the peer alternately on the same rows.
+warm
+steps=()
+[ -n "$STEPS" ] && steps=(--steps "$STEPS")
+for order in $ORDERS; do
+  for r in $(seq 1 "$ROUNDS"); do
+    base=$RAW/read-$order.$r
+    say "read $order, round $r/$ROUNDS: ours (temporal bench-read, batch $BATCH)"
+    OMP_NUM_THREADS=$THREADS python3 scripts/peak_rss.py "$base.ours.rss" -- \
+      "$TEMPORAL" bench-read --cache "$CACHE" --features "$SET" --batch "$BATCH" --order "$order" \
+      --seed 0 "${steps[@]}" --plan-out "$base.plan.json" --json "$base.ours.json" \
+      >"$base.ours.log" 2>&1 || { say "bench-read failed; see $base.ours.log"; cat "$base.ours.log" >&2; exit 1; }
+    say "read $order, round $r/$ROUNDS: peer (h5py + torch on the same plan)"
+    OMP_NUM_THREADS=$THREADS python3 scripts/peak_rss.py "$base.peer.rss" -- \
+      "$PY" "$PEER" --plan "$base.plan.json" --order "$order" --threads "$THREADS" \
+      --json "$base.peer.json" >"$base.peer.log" 2>&1 ||
+      { say "the peer failed; see $base.peer.log"; cat "$base.peer.log" >&2; exit 1; }
+    rm -f "$base.plan.json"
+  done
+done
+
+# 3. Training frames/s with the features in memory and streamed.
+if [ "$TRAIN" != 0 ]; then
+  for store in $STORES; do
+    warm
+    run=$OUT/runs/$store
+    say "train $CONFIG, 1 epoch, --feature-store $store ($THREADS threads)"
+    OMP_NUM_THREADS=$THREADS RUST_LOG=info python3 scripts/peak_rss.py "$RAW/train-$store.rss" -- \
+      "$TEMPORAL" train --config "$CONFIG" --data "$DATA" --cache "$CACHE" --features "$SET" \
+      --epochs 1 --warmup-epochs 0 --threads "$THREADS" --device cpu --feature-store "$store" \
+      --out "$run" >"$RAW/train-$store.log" 2>&1 ||
+      { say "temporal train --feature-store $store failed; see $RAW/train-$store.log"; tail -n 20 "$RAW/train-$store.log" >&2; exit 1; }
+    cp "$run/metrics.jsonl" "$RAW/train-$store.metrics.jsonl"
+  done
+fi
+
+# 4. The table and results.json.
+BENCH_LOAD_START="$LOAD_START" BENCH_THREADS="$THREADS" \
+  python3 scripts/bench_cache_table.py "$OUT" | tee "$OUT/table.md"
+say "results: $OUT/results.json; raw JSON and logs: $RAW"

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""The Markdown table of `make bench-cache` (scripts/bench-cache.sh) and its results.json: the
+token cache's read MB/s, ours against h5py + PyTorch, and the trainer's frames/s and peak RSS
+with the features in memory or streamed.
+
+What it reads, in OUT/raw/ (OUT the one argument):
+  cache.json                     the cache: videos, frames_per_video, tokens, token_dim, dtype,
+                                 bytes_on_disk, path
+  read-<order>.<round>.ours.json `temporal bench-read --json`: frames, bytes, seconds, mb_per_s,
+                                 frames_per_s, order, batch (last line of the file)
+  read-<order>.<round>.peer.json scripts/bench/h5py_read.py: the same keys
+  read-<order>.<round>.{ours,peer}.rss   peak RSS of the process in MiB (scripts/peak_rss.py)
+  train-<store>.metrics.jsonl    the run's metrics.jsonl (one epoch: train_fps, val_fps, seconds)
+  train-<store>.rss              peak RSS of `temporal train` in MiB
+For each order the best round of each side counts (highest MB/s), with the ratio ours / peer of
+those; for each feature store its one epoch.
+
+Prints on stdout a line naming the CPU (scripts/cpu_info.py), the date, the threads
+(BENCH_THREADS) and the load averages before (BENCH_LOAD_START) and after, then the reading table
+and the training table. Writes OUT/results.json with the same numbers and every round.
+
+Exit status 0; 1 with a traceback when a file is missing or malformed. Python 3 standard library.
+"""
+import datetime
+import glob
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpu_info  # noqa: E402
+
+out = sys.argv[1]
+raw = os.path.join(out, "raw")
+
+
+def last_json(path):
+    with open(path) as fh:
+        return json.loads(fh.read().strip().splitlines()[-1])
+
+
+def rss(path):
+    with open(path) as fh:
+        return float(fh.read().strip())
+
+
+def table(head, rows):
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def gb(mib):
+    return f"{mib / 1024:.2f} GiB"
+
+
+cache = last_json(os.path.join(raw, "cache.json"))
+results = {"cpu": cpu_info.describe(), "date": datetime.datetime.now().isoformat(timespec="minutes"),
+           "threads": os.environ.get("BENCH_THREADS"), "cache": cache, "read": {}, "train": {}}
+
+# Reading: rounds per order and side.
+rounds = {}
+for path in sorted(glob.glob(os.path.join(raw, "read-*.*.*.json"))):
+    m = re.fullmatch(r"read-(\w+)\.(\d+)\.(ours|peer)\.json", os.path.basename(path))
+    if not m:
+        continue
+    order, r, who = m.group(1), int(m.group(2)), m.group(3)
+    rec = last_json(path)
+    rec["round"] = r
+    rec["peak_rss_mb"] = rss(path[: -len(".json")] + ".rss")
+    rounds.setdefault(order, {}).setdefault(who, []).append(rec)
+
+read_rows = []
+for order in sorted(rounds, key=lambda o: (o != "shuffled", o)):
+    sides = rounds[order]
+    best = {who: max(runs, key=lambda x: x["mb_per_s"]) for who, runs in sides.items()}
+    ours, peer = best.get("ours"), best.get("peer")
+    ratio = ours["mb_per_s"] / peer["mb_per_s"] if ours and peer else None
+    results["read"][order] = {"best": best, "ratio_mb_per_s": ratio, "rounds": sides}
+
+    def cell(side, key, fmt):
+        return fmt.format(side[key]) if side else "failed"
+
+    frames = (ours or peer)["frames"]
+    read_rows.append([
+        order, (ours or peer)["batch"], f"{frames} ({(ours or peer)['bytes'] / 2**30:.2f} GiB)",
+        cell(ours, "mb_per_s", "{:.0f}"), cell(peer, "mb_per_s", "{:.0f}"),
+        f"{ratio:.2f}" if ratio else "–",
+        cell(ours, "frames_per_s", "{:.0f}"), cell(peer, "frames_per_s", "{:.0f}"),
+        gb(ours["peak_rss_mb"]) if ours else "–", gb(peer["peak_rss_mb"]) if peer else "–",
+    ])
+
+# Training: one epoch per feature store.
+train_rows = []
+for path in sorted(glob.glob(os.path.join(raw, "train-*.metrics.jsonl")),
+                   key=lambda p: ("stream" in p, p)):
+    store = os.path.basename(path)[len("train-"): -len(".metrics.jsonl")]
+    epoch = last_json(path)
+    rec = {"train_fps": epoch["train_fps"], "val_fps": epoch["val_fps"],
+           "epoch_seconds": epoch["seconds"],
+           "peak_rss_mb": rss(os.path.join(raw, f"train-{store}.rss"))}
+    results["train"][store] = rec
+    train_rows.append([store, f"{rec['train_fps']:.1f}", f"{rec['val_fps']:.1f}",
+                       f"{rec['epoch_seconds']:.0f}", gb(rec["peak_rss_mb"])])
+mem, stream = results["train"].get("memory"), results["train"].get("stream")
+if mem and stream:
+    results["train"]["stream_over_memory"] = {
+        "train_fps": stream["train_fps"] / mem["train_fps"],
+        "peak_rss_mb": stream["peak_rss_mb"] / mem["peak_rss_mb"]}
+    train_rows.append(["ratio stream / memory", f"{stream['train_fps'] / mem['train_fps']:.2f}",
+                       f"{stream['val_fps'] / mem['val_fps']:.2f}", "",
+                       f"{stream['peak_rss_mb'] / mem['peak_rss_mb']:.2f}"])
+
+try:
+    load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+except OSError:
+    load_after = "?"
+results["load_before"] = os.environ.get("BENCH_LOAD_START")
+results["load_after"] = load_after
+with open(os.path.join(out, "results.json"), "w") as fh:
+    json.dump(results, fh, indent=2)
+    fh.write("\n")
+
+shape = (f"{cache['videos']} videos x {cache['frames_per_video']} frames of {cache['tokens']} x "
+         f"{cache['token_dim']} {cache['dtype']}, {cache['bytes_on_disk'] / 2**30:.2f} GiB on disk")
+print(f"CPU: {results['cpu']}; {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; "
+      f"{results['threads'] or '?'} threads; load average (1/5/15 min) before "
+      f"{results['load_before'] or '?'}, after {load_after}")
+print()
+print(f"Reading the token cache ({shape}; page cache warm; best of each side's rounds; "
+      f"MB = 2^20 bytes as stored):")
+print()
+print(table(["order", "batch", "frames read", "ours MB/s", "h5py MB/s", "ratio ours / h5py",
+             "ours frames/s", "h5py frames/s", "ours peak RSS", "h5py peak RSS"], read_rows))
+if train_rows:
+    print()
+    print("`temporal train --config configs/systems/task-queries.toml`, 1 epoch, on that cache:")
+    print()
+    print(table(["feature store", "train frames/s", "validation frames/s", "epoch s",
+                 "peak RSS"], train_rows))

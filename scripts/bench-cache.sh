@@ -136,7 +136,7 @@ for order in $ORDERS; do
     say "read $order, round $r/$ROUNDS: ours (temporal bench-read, batch $BATCH)"
     OMP_NUM_THREADS=$THREADS python3 scripts/peak_rss.py "$base.ours.rss" -- \
       "$TEMPORAL" bench-read --cache "$CACHE" --features "$SET" --batch "$BATCH" --order "$order" \
-      --seed 0 "${steps[@]}" --plan-out "$base.plan.json" --json "$base.ours.json" \
+      --seed 0 --threads "$THREADS" "${steps[@]}" --plan-out "$base.plan.json" --json "$base.ours.json" \
       >"$base.ours.log" 2>&1 || { say "bench-read failed; see $base.ours.log"; cat "$base.ours.log" >&2; exit 1; }
     say "read $order, round $r/$ROUNDS: peer (h5py + torch on the same plan)"
     OMP_NUM_THREADS=$THREADS python3 scripts/peak_rss.py "$base.peer.rss" -- \

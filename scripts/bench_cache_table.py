@@ -7,7 +7,7 @@ What it reads, in OUT/raw/ (OUT the one argument):
   cache.json                     the cache: videos, frames_per_video, tokens, token_dim, dtype,
                                  bytes_on_disk, path
   read-<order>.<round>.ours.json `temporal bench-read --json`: frames, bytes, seconds, mb_per_s,
-                                 frames_per_s, order, batch (last line of the file)
+                                 frames_per_s, order, batch (one JSON value, pretty-printed)
   read-<order>.<round>.peer.json scripts/bench/h5py_read.py: the same keys
   read-<order>.<round>.{ours,peer}.rss   peak RSS of the process in MiB (scripts/peak_rss.py)
   train-<store>.metrics.jsonl    the run's metrics.jsonl (one epoch: train_fps, val_fps, seconds)
@@ -36,8 +36,14 @@ raw = os.path.join(out, "raw")
 
 
 def last_json(path):
+    """the file's JSON: the whole text (`temporal bench-read --json` is pretty-printed), or else
+    its last line (a JSON-lines file)."""
     with open(path) as fh:
-        return json.loads(fh.read().strip().splitlines()[-1])
+        text = fh.read().strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return json.loads(text.splitlines()[-1])
 
 
 def rss(path):

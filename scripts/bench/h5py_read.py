@@ -5,10 +5,11 @@
 What it measures: the time to read, batch by batch, the rows of a read plan (the JSON that
 `temporal bench-read --plan-out FILE` writes: {"batches": [[["/abs/path/video.h5", row], ...],
 ...]}, row = index along axis 0 of /features) the way a PyTorch `Dataset.__getitem__` with the
-default collate does it: each HDF5 file is opened with h5py the first time a row of it is asked
-for and kept open, each frame is one `ds[row]` read, `.astype(np.float32)` and
-`torch.from_numpy`, and each batch is one `torch.stack` of its frames. The clock runs from before
-the first file is opened to after the last batch is stacked; parsing the plan is not timed.
+default collate does it: every HDF5 file of the plan is opened once with h5py (as a Dataset's
+`__init__` would) and kept open, each frame is one `ds[row]` read, `.astype(np.float32)` and
+`torch.from_numpy`, and each batch is one `torch.stack` of its frames. The clock runs from the
+first batch's first read to the last batch's stack; parsing the plan and opening the files are
+not timed (as in `temporal bench-read`, which opens its files before its clock starts).
 
 Prints one JSON line on stdout (also written to --json FILE), with the keys of `temporal
 bench-read --json`: {"frames": N, "bytes": B, "seconds": S, "mb_per_s": ..., "frames_per_s": ...,
@@ -33,24 +34,15 @@ import torch
 
 
 class PlanDataset:
-    """A map-style dataset over (file, row) pairs: files opened lazily and kept open."""
+    """A map-style dataset over (file, row) pairs: every file opened once, kept open."""
 
-    def __init__(self):
-        self.files = {}
-        self.datasets = {}
-
-    def dataset(self, path):
-        ds = self.datasets.get(path)
-        if ds is None:
-            f = h5py.File(path, "r")
-            self.files[path] = f
-            ds = f["features"]
-            self.datasets[path] = ds
-        return ds
+    def __init__(self, paths):
+        self.files = {p: h5py.File(p, "r") for p in paths}
+        self.datasets = {p: f["features"] for p, f in self.files.items()}
 
     def __getitem__(self, item):
         path, row = item
-        return torch.from_numpy(self.dataset(path)[row].astype(np.float32))
+        return torch.from_numpy(self.datasets[path][row].astype(np.float32))
 
     def close(self):
         for f in self.files.values():
@@ -76,7 +68,7 @@ def main():
     if not batches:
         sys.exit(f"h5py_read: {args.plan} has no batches")
 
-    data = PlanDataset()
+    data = PlanDataset(sorted({p for b in batches for p, _ in b}))
     frames = 0
     start = time.perf_counter()
     for batch in batches:
@@ -84,7 +76,7 @@ def main():
         frames += x.shape[0]
     seconds = time.perf_counter() - start
 
-    # Stored bytes per row of each file (after timing: the files are open already).
+    # Stored bytes per row of each file.
     row_bytes = {p: int(np.prod(ds.shape[1:])) * ds.dtype.itemsize for p, ds in data.datasets.items()}
     stored = sum(row_bytes[p] for b in batches for p, _ in b)
     data.close()

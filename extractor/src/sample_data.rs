@@ -49,6 +49,10 @@ pub struct SampleDataArgs {
     /// Width of each synthetic token (with --synthetic-tokens).
     #[arg(long, value_name = "C", default_value_t = sample::tokens::DEFAULT_TOKEN_DIM)]
     pub token_dim: usize,
+    /// Element type of the synthetic tokens on disk: f16 (half the space, as `extract --output
+    /// tokens` writes) or f32.
+    #[arg(long, value_name = "f16|f32", default_value = "f16")]
+    pub token_dtype: shared::cache::Dtype,
     /// Skip the JPEG frames (annotations and, with --synthetic-features or --synthetic-tokens,
     /// features only).
     #[arg(long)]
@@ -69,6 +73,7 @@ impl SampleDataArgs {
             synthetic_features: self.synthetic_features,
             synthetic_tokens: self.synthetic_tokens,
             token_dim: self.token_dim,
+            token_dtype: self.token_dtype,
             write_frames: !self.no_frames,
             equal_lengths: self.equal_lengths,
         }
@@ -227,6 +232,7 @@ mod tests {
                 synthetic_features: Some(4),
                 synthetic_tokens: None,
                 token_dim: 32,
+                token_dtype: shared::cache::Dtype::F16,
                 write_frames: false,
                 equal_lengths: true,
             }
@@ -268,8 +274,9 @@ mod tests {
             let path = shared::cache::video_path(&features, "synthetic-tokens", video);
             let (attrs, got) = shared::cache::read_video(&path).unwrap();
             assert_eq!(
-                (attrs.backbone.as_str(), attrs.dim),
-                ("synthetic-tokens", 8)
+                (attrs.backbone.as_str(), attrs.dim, attrs.dtype),
+                ("synthetic-tokens", 8, shared::cache::Dtype::F16),
+                "tokens are stored as f16 unless --token-dtype f32"
             );
             let shape = got.features.shape();
             assert_eq!((shape.len(), shape[1], shape[2]), (3, 4, 8));

@@ -40,7 +40,7 @@
 use crate::config::TrainConfig;
 use crate::data::join::label_tensors;
 use crate::data::streams::StreamPlan;
-use crate::data::{SplitData, VideoSpan};
+use crate::data::{FeatureRows, SplitData, VideoSpan};
 use crate::loss::LossConfig;
 use crate::model::kernels::choice::{self, Decision, KernelPolicy};
 use crate::model::{Arch, Config, HeadTask, States, TemporalMtl, Topology};
@@ -605,7 +605,10 @@ pub fn bench(args: &BenchArgs, setup: &BenchSetup) -> Result<BenchReport> {
         infer_batch,
         clip: setup.clip,
         data_gen_s: round_to(data_gen_s, 2),
-        data_mb: round_to(data.feats.numel() as f64 * 4.0 / (1u64 << 20) as f64, 1),
+        data_mb: round_to(
+            data.features.resident().map_or(0, Tensor::numel) as f64 * 4.0 / (1u64 << 20) as f64,
+            1,
+        ),
         train_epochs,
         train_fps,
         train_fps_min_max,
@@ -699,7 +702,7 @@ pub fn synthetic_split(
         .collect::<Result<Vec<_>>>()?;
     let feats = standard_normal_rows(n, tokens * dim, seed, device);
     Ok(SplitData {
-        feats,
+        features: FeatureRows::Memory(feats),
         tokens,
         va,
         expr,
@@ -798,7 +801,7 @@ mod tests {
     fn synthetic_split_has_the_sizes_and_about_ten_percent_invalid_labels() {
         tch::set_num_threads(1);
         let d = synthetic_split(4, 2500, 1, 3, 5, Device::Cpu).unwrap();
-        assert_eq!(d.feats.size(), vec![10_000, 3]);
+        assert_eq!(d.features.resident().unwrap().size(), vec![10_000, 3]);
         assert_eq!(d.n_rows(), 10_000);
         assert_eq!(d.videos.len(), 4);
         assert_eq!((d.videos[3].start, d.videos[3].len()), (7_500, 2_500));
@@ -823,18 +826,31 @@ mod tests {
             invalid(&|l| l.expression.is_none())
         );
         // features: standard normal
-        let mean = d.feats.mean(Kind::Double).double_value(&[]);
-        let std = d.feats.std(true).double_value(&[]);
+        let mean = d
+            .features
+            .resident()
+            .unwrap()
+            .mean(Kind::Double)
+            .double_value(&[]);
+        let std = d.features.resident().unwrap().std(true).double_value(&[]);
         assert!(
             mean.abs() < 0.05 && (std - 1.0).abs() < 0.05,
             "{mean} {std}"
         );
         // seeded
         let again = synthetic_split(4, 2500, 1, 3, 5, Device::Cpu).unwrap();
-        assert!(again.feats.equal(&d.feats));
+        assert!(again
+            .features
+            .resident()
+            .unwrap()
+            .equal(d.features.resident().unwrap()));
         assert_eq!(again.labels, d.labels);
         let other = synthetic_split(4, 2500, 1, 3, 6, Device::Cpu).unwrap();
-        assert!(!other.feats.equal(&d.feats));
+        assert!(!other
+            .features
+            .resident()
+            .unwrap()
+            .equal(d.features.resident().unwrap()));
     }
 
     /// A small end-to-end run: 5 videos of 30 frames, B = 2, l = 10. The plan deals videos of

@@ -35,6 +35,8 @@ pub enum Command {
     SubmitStrategies(crate::strategies::StrategiesArgs),
     /// Training and inference frames/s on synthetic data, timed as the PyTorch peer (JSON).
     Bench(crate::bench::BenchArgs),
+    /// How fast the trainer's streamed reader reads a feature cache (MB/s, frames/s; JSON).
+    BenchRead(crate::bench_read::BenchReadArgs),
 }
 
 impl Command {
@@ -50,6 +52,7 @@ impl Command {
             Command::Ensemble(a) => crate::post::ensemble::run(a),
             Command::Submit(a) => crate::post::submit::run(a),
             Command::SubmitStrategies(a) => crate::strategies::run(a),
+            Command::BenchRead(a) => crate::bench_read::run(a),
             Command::Bench(a) => crate::bench::run(a),
         }
     }

@@ -3,7 +3,7 @@
 //! run folder as `config.toml`, which `--resume` and `temporal predict` read back.
 
 use crate::data::resample::Resample;
-use crate::data::FrameMode;
+use crate::data::{FeatureStore, FrameMode};
 use crate::loss::LossConfig;
 use crate::model::Config as ModelConfig;
 use crate::optim::{OptimConfig, OptimizerKind};
@@ -28,6 +28,9 @@ pub struct TrainConfig {
     pub tasks: Vec<Task>,
     /// Sequence frames: `annotated` or `all`.
     pub frames: FrameMode,
+    /// Where the features are kept: `auto` (in memory when they take at most half the available
+    /// memory, else read from the cache step by step), `memory` or `stream`.
+    pub feature_store: FeatureStore,
     /// Training epochs.
     pub epochs: usize,
     /// Seed of the initialisation, the data order and dropout.
@@ -110,6 +113,7 @@ impl Default for TrainConfig {
             features: vec!["hog".to_string()],
             tasks: Task::ALL.to_vec(),
             frames: FrameMode::Annotated,
+            feature_store: FeatureStore::Auto,
             epochs: 50,
             seed: 0,
             device: "auto".to_string(),

@@ -17,9 +17,10 @@ use tch::{Device, Kind, Tensor};
 /// Stream every video of the split through the model (eval mode, carried state) and return the
 /// outputs of every row [N, 22] on the host.
 pub fn infer_rows(model: &TemporalMtl, data: &SplitData, streams: usize, seg_len: usize) -> Tensor {
-    let device = data.feats.device();
+    let device = data.features.device();
     let spans: Vec<(usize, usize)> = data.videos.iter().map(|v| (v.start, v.len())).collect();
     let plan = StreamPlan::new(&spans, streams, seg_len, None);
+    data.features.prefetch(plan.all_step_rows());
     let mut rows = Tensor::zeros([data.n_rows() as i64, PRED_COLS], (Kind::Float, device));
     let mut states: Option<States> = None;
     for t in 0..plan.n_steps() {

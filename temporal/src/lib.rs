@@ -18,7 +18,7 @@
 //! - [`post`]: everything after the model (smooth, ensemble, submit, evaluate, baseline);
 //! - [`strategies`]: `temporal submit-strategies`, the five ABAW7 submissions of a k-fold sweep
 //!   (its members scored by [`predict`], combined and written by [`post`]);
-//! - [`cli`] and [`bench`]: the command line and `temporal bench`.
+//! - [`cli`], [`bench`] and [`bench_read`]: the command line, `temporal bench` and `temporal bench-read`.
 //!
 //! What it does not: read frames or run image backbones (that is `extractor`), or define the file
 //! formats and metrics (that is `shared`).
@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod bench_read;
 pub mod cli;
 pub mod config;
 pub mod data;

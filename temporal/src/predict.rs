@@ -10,7 +10,7 @@
 
 use crate::config::TrainConfig;
 use crate::data::normalise::Normalisation;
-use crate::data::{Split, SplitData, SplitLabels};
+use crate::data::{FeatureStore, Split, SplitData, SplitLabels};
 use crate::infer::{infer_rows, scored_predictions};
 use crate::loss::without_other;
 use crate::model::kernels::choice::{self, KernelPolicy};
@@ -48,6 +48,11 @@ pub struct PredictArgs {
     /// auto, cpu, cuda, cuda:N [default: the run's].
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<String>,
+    /// Where the features are kept: in memory, or read from the cache step by step; auto
+    /// streams a split whose f32 features would take more than half the available memory
+    /// [default: the run's].
+    #[arg(long, value_enum, value_name = "STORE")]
+    pub feature_store: Option<FeatureStore>,
     /// Kernel of GRU/LSTM layers: auto times packed, aten and addmm on the first segment of each
     /// shape and keeps the fastest (cached per machine in
     /// $XDG_CACHE_HOME/affect-toolkit/kernels.json; the choice is logged).
@@ -68,6 +73,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     }
     if let Some(d) = &args.device {
         cfg.device = d.clone();
+    }
+    if let Some(store) = args.feature_store {
+        cfg.feature_store = store;
     }
     let out = args
         .out
@@ -96,11 +104,12 @@ pub fn predict(
         Split::Validation => crate::train::labelled_splits(cfg)?.1,
         _ => SplitLabels::load(&cfg.data, split)?,
     };
-    let data = SplitData::load(
+    let mut data = SplitData::load(
         &cfg.cache_root(),
         &cfg.features,
         &labels,
         cfg.frames,
+        cfg.feature_store,
         device,
     )?;
     if data.dim() as i64 != cfg.model.feat_dim {
@@ -123,7 +132,7 @@ pub fn predict(
             cfg.model.tokens
         );
     }
-    Normalisation::load(&dir.normalisation())?.apply(&mut data.token_rows())?;
+    data.normalise(&Normalisation::load(&dir.normalisation())?)?;
     let mut vs = VarStore::new(device);
     let model = TemporalMtl::new(&vs.root(), &cfg.model);
     let path = dir.checkpoint(ckpt);

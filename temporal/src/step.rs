@@ -100,8 +100,8 @@ pub fn gather(data: &SplitData, step: &Step) -> (Tensor, LabelTensors) {
 pub fn gather_features(data: &SplitData, step: &Step) -> Tensor {
     let (b, l) = (step.index.size()[0], step.index.size()[1]);
     let mut x = data
-        .feats
-        .index_select(0, &step.index.view([-1]))
+        .features
+        .gather(&step.index.view([-1]))
         .view([b, l, -1]);
     if step_frames(step) < (b * l) as usize {
         let _ = x.masked_fill_(&step.valid.logical_not().unsqueeze(-1), 0.0);
@@ -275,7 +275,7 @@ mod tests {
     use super::*;
     use crate::data::join::label_tensors;
     use crate::data::streams::StreamPlan;
-    use crate::data::VideoSpan;
+    use crate::data::{FeatureRows, VideoSpan};
     use crate::model::{Arch, Config, Topology};
     use shared::{FrameLabels, VideoId};
     use tch::nn::VarStore;
@@ -310,7 +310,10 @@ mod tests {
             })
             .collect();
         SplitData {
-            feats: Tensor::randn([n as i64, dim], (Kind::Float, Device::Cpu)),
+            features: FeatureRows::Memory(Tensor::randn(
+                [n as i64, dim],
+                (Kind::Float, Device::Cpu),
+            )),
             tokens: 1,
             va,
             expr,
@@ -389,7 +392,7 @@ mod tests {
     fn a_nan_loss_leaves_the_weights_alone() {
         tch::set_num_threads(1);
         let mut data = split(&[4], 4);
-        data.feats = data.feats.fill(f64::NAN);
+        data.features = FeatureRows::Memory(data.features.resident().unwrap().fill(f64::NAN));
         let vs = VarStore::new(Device::Cpu);
         let model = TemporalMtl::new(&vs.root(), &small(Arch::Lstm));
         let before: Vec<Tensor> = vs.trainable_variables().iter().map(|t| t.copy()).collect();
@@ -431,7 +434,7 @@ mod tests {
             let x = x.view([-1, 5]);
             for (i, (&row, &real)) in index.iter().zip(&valid).enumerate() {
                 let want = if real {
-                    data.feats.get(row)
+                    data.features.resident().unwrap().get(row)
                 } else {
                     Tensor::zeros([5], (Kind::Float, Device::Cpu))
                 };
@@ -470,7 +473,9 @@ mod tests {
             }
             for v in &data.videos {
                 let x = data
-                    .feats
+                    .features
+                    .resident()
+                    .unwrap()
                     .narrow(0, v.start as i64, v.len() as i64)
                     .unsqueeze(0);
                 let (out, _) = model.forward_t(&x, None, None, false);

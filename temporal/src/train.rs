@@ -25,7 +25,7 @@ use crate::data::folds::{apply_fold, Fold, FoldRule};
 use crate::data::normalise::Normalisation;
 use crate::data::resample::bootstrap_rows;
 use crate::data::streams::StreamPlan;
-use crate::data::{FrameMode, Split, SplitData, SplitLabels};
+use crate::data::{FeatureStore, FrameMode, Split, SplitData, SplitLabels};
 use crate::infer::{infer_rows, scored_predictions};
 use crate::loss::{without_other, LossConfig};
 use crate::model::config::HeadKinds;
@@ -83,6 +83,11 @@ pub struct TrainArgs {
     /// Sequence frames: the annotated ones, or every frame with features.
     #[arg(long, value_enum)]
     pub frames: Option<FrameMode>,
+    /// Where the features are kept: in memory, or read from the cache step by step (a reader
+    /// thread a few steps ahead; for token sets larger than memory); auto streams a split whose
+    /// f32 features would take more than half the available memory [default: auto].
+    #[arg(long, value_enum, value_name = "STORE")]
+    pub feature_store: Option<FeatureStore>,
     /// Training epochs [default: 50].
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
@@ -240,6 +245,7 @@ impl TrainArgs {
         set!(features => c.features);
         set!(data => c.data);
         set!(frames => c.frames);
+        set!(feature_store => c.feature_store);
         set!(epochs => c.epochs);
         set!(seed => c.seed);
         set!(device => c.device);
@@ -420,11 +426,18 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
 
     let (train_labels, val_labels) = labelled_splits(cfg)?;
     let load = |labels: &SplitLabels| -> Result<SplitData> {
-        SplitData::load(&cache, &cfg.features, labels, cfg.frames, device)
-            .with_context(|| format!("loading the {} split", labels.split.name()))
+        SplitData::load(
+            &cache,
+            &cfg.features,
+            labels,
+            cfg.frames,
+            cfg.feature_store,
+            device,
+        )
+        .with_context(|| format!("loading the {} split", labels.split.name()))
     };
-    let train_data = load(&train_labels)?;
-    let val_data = load(&val_labels)?;
+    let mut train_data = load(&train_labels)?;
+    let mut val_data = load(&val_labels)?;
     let mut model_cfg = cfg.model.clone();
     model_cfg.feat_dim = train_data.dim() as i64;
     model_cfg.tokens = train_data.tokens as i64;
@@ -465,14 +478,14 @@ pub fn train(cfg: &TrainConfig, resume: bool) -> Result<Vec<EpochMetrics>> {
                         src.display(),
                         train_data.dim()
                     );
-                    Normalisation::fit(&train_data.token_rows())
+                    train_data.fit_normalisation()?
                 }
             },
-            None => Normalisation::fit(&train_data.token_rows()),
+            None => train_data.fit_normalisation()?,
         }
     };
-    norm.apply(&mut train_data.token_rows())?;
-    norm.apply(&mut val_data.token_rows())?;
+    train_data.normalise(&norm)?;
+    val_data.normalise(&norm)?;
 
     let mut loss_cfg = cfg.loss.clone();
     loss_cfg.resolve_auto(&train_data.labels);
@@ -690,6 +703,7 @@ impl Trainer<'_> {
             StreamPlan::new(&spans, cfg.streams, cfg.seg_len, Some(epoch_seed))
         };
         let n_frames = plan.n_frames();
+        self.train_data.features.prefetch(plan.all_step_rows());
         let bar = progress_bar(epoch, cfg.epochs, n_frames as u64);
         let mut states: Option<States> = None;
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();

@@ -6,7 +6,8 @@
 //!   closed, synced to disk and only then renamed to its final name. Identical input gives
 //!   byte-identical files (HDF5 object time stamps are switched off).
 //! - [`read_video`] / [`read_attrs`] read a file back (float16 on disk becomes `f32` in memory)
-//!   and check it against the layout below, naming the file and what to do when it is damaged.
+//!   and check it against the layout below, naming the file and what to do when it is damaged;
+//!   [`RowFile`] reads any rows of a file on demand, with the same checks.
 //! - [`list_backbones`], [`list_videos`], [`list_temp_files`] walk a cache folder;
 //!   [`summarize`] reports on a whole cache (used by `extractor inspect`).
 //!
@@ -26,8 +27,10 @@
 //! rename, so HDF5's own file locks are not needed: on file systems without `flock` (some NFS or
 //! Lustre mounts) set `HDF5_USE_FILE_LOCKING=FALSE`.
 
+mod rows;
 mod summary;
 
+pub use rows::RowFile;
 pub use summary::{summarize, BackboneSummary};
 
 use crate::error::{FormatError, Result};
@@ -227,39 +230,21 @@ pub fn write_video(path: &Path, attrs: &CacheAttrs, v: &VideoFeatures) -> Result
 /// Errors name the file and say what is wrong (not HDF5, missing dataset or attribute, shapes
 /// that disagree, frames out of order) and that the file should be deleted and re-extracted.
 pub fn read_video(path: &Path) -> Result<(CacheAttrs, VideoFeatures)> {
-    let file = open(path)?;
-    let attrs = attrs_of(path, &file)?;
-    let frames: Vec<i32> = read_1d(path, &file, "frames")?;
-    let features_ds = dataset(path, &file, "features")?;
-    let dims = features_ds.shape();
-    check_features_shape(&dims, frames.len(), attrs.dim)
-        .map_err(|m| damaged(path, format!("/features: {m}")))?;
-    let on_disk = features_ds
-        .dtype()
-        .map_err(|e| FormatError::hdf5(path, e))?
-        .size();
-    if on_disk != attrs.dtype.size() {
-        return Err(damaged(
-            path,
-            format!(
-                "/features has {on_disk}-byte elements but attribute dtype is {}",
-                attrs.dtype
-            ),
-        ));
-    }
-    let features = match attrs.dtype {
-        Dtype::F32 => features_ds.read_dyn::<f32>(),
-        Dtype::F16 => features_ds
-            .read_dyn::<half::f16>()
-            .map(|a| a.mapv(f32::from)),
-    }
-    .map_err(|e| damaged(path, format!("cannot read /features: {e}")))?;
-    check_increasing(&frames).map_err(|m| damaged(path, format!("/frames: {m}")))?;
-    let missing = read_missing(path, &file)?;
+    let rows = RowFile::open(path)?;
+    let n = rows.frames().len();
+    let mut values = vec![0f32; n * rows.row_len()];
+    rows.read_rows(0, &mut values)?;
+    let shape = if rows.tokens_axis() {
+        vec![n, rows.tokens(), rows.dim()]
+    } else {
+        vec![n, rows.dim()]
+    };
+    let features = ArrayD::from_shape_vec(shape, values).expect("n rows of row_len values");
+    let missing = rows.missing()?;
     Ok((
-        attrs,
+        rows.attrs().clone(),
         VideoFeatures {
-            frames,
+            frames: rows.frames().to_vec(),
             features,
             missing,
         },

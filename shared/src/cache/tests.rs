@@ -128,6 +128,41 @@ fn token_features_round_trip_in_three_dimensions() {
 }
 
 #[test]
+fn row_file_reads_any_run_of_rows_as_the_whole_file_read_does() {
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, shape) in [
+        (Dtype::F32, vec![7, 5]),
+        (Dtype::F16, vec![7, 5]),
+        (Dtype::F32, vec![7, 3, 5]),
+        (Dtype::F16, vec![7, 3, 5]),
+        (Dtype::F16, vec![7, 1, 5]),
+    ] {
+        let path = dir.path().join(format!("{dtype}-{}.h5", shape.len()));
+        write_video(&path, &attrs(dtype, 5), &sample(&shape)).unwrap();
+        let (_, whole) = read_video(&path).unwrap();
+        let rows = RowFile::open(&path).unwrap();
+        let row_len: usize = shape[1..].iter().product();
+        assert_eq!(rows.frames(), whole.frames, "{path:?}");
+        assert_eq!(
+            (rows.row_len(), rows.tokens_axis()),
+            (row_len, shape.len() == 3)
+        );
+        assert_eq!(rows.row_bytes(), row_len * dtype.size());
+        let flat = whole.features.as_slice().unwrap();
+        for (start, n) in [(0, 7), (2, 3), (6, 1), (4, 0)] {
+            let mut got = vec![f32::NAN; n * row_len];
+            rows.read_rows(start, &mut got).unwrap();
+            assert_eq!(
+                got,
+                flat[start * row_len..(start + n) * row_len],
+                "{path:?} {start}+{n}"
+            );
+        }
+        assert_eq!(rows.missing().unwrap(), whole.missing);
+    }
+}
+
+#[test]
 fn video_without_any_readable_frame_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.h5");

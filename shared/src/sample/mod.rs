@@ -82,6 +82,9 @@ pub struct SampleConfig {
     pub synthetic_tokens: Option<usize>,
     /// Width of each synthetic token (used with `synthetic_tokens`; at least 1).
     pub token_dim: usize,
+    /// Element type of the synthetic token cache on disk (`f16` by default, as `extractor extract
+    /// --output tokens` writes).
+    pub token_dtype: crate::cache::Dtype,
     /// Write the JPEG frames (false: annotations and features only).
     pub write_frames: bool,
     /// Every video has exactly `frames` frames.
@@ -98,6 +101,7 @@ impl Default for SampleConfig {
             synthetic_features: None,
             synthetic_tokens: None,
             token_dim: tokens::DEFAULT_TOKEN_DIM,
+            token_dtype: crate::cache::Dtype::F16,
             write_frames: true,
             equal_lengths: false,
         }
@@ -116,8 +120,8 @@ impl SampleConfig {
         }
         if let Some(n) = self.synthetic_tokens {
             args.push_str(&format!(
-                " --synthetic-tokens {n} --token-dim {}",
-                self.token_dim
+                " --synthetic-tokens {n} --token-dim {} --token-dtype {}",
+                self.token_dim, self.token_dtype
             ));
         }
         if !self.write_frames {

@@ -193,14 +193,15 @@ impl TokenModel {
     }
 }
 
-/// The cache attributes of the synthetic tokens (`tokens` x `dim`) made with `seed`.
-pub fn cache_attrs(seed: u64, tokens: usize, dim: usize) -> CacheAttrs {
+/// The cache attributes of the synthetic tokens (`tokens` x `dim`, stored as `dtype`) made with
+/// `seed`.
+pub fn cache_attrs(seed: u64, tokens: usize, dim: usize, dtype: Dtype) -> CacheAttrs {
     let layout = TokenLayout::new(tokens);
     CacheAttrs {
         backbone: BACKBONE.to_owned(),
         dim,
         input_size: 0,
-        dtype: Dtype::F32,
+        dtype,
         preprocessing: format!(
             "latent projection, {tokens} tokens ({} x {} face regions)",
             layout.rows, layout.cols
@@ -446,7 +447,7 @@ mod tests {
         for plan in plan_videos(&cfg) {
             let path = crate::cache::video_path(&summary.paths.features, BACKBONE, &plan.id);
             let (attrs, got) = crate::cache::read_video(&path).unwrap();
-            assert_eq!(attrs, cache_attrs(cfg.seed, 6, 5));
+            assert_eq!(attrs, cache_attrs(cfg.seed, 6, 5, cfg.token_dtype));
             assert_eq!(
                 (attrs.backbone.as_str(), attrs.dim),
                 ("synthetic-tokens", 5)

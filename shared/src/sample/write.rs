@@ -157,7 +157,8 @@ pub fn write_video(
     let tokens = match token_model {
         Some(model) => {
             let path = crate::cache::video_path(&paths.features, tokens::BACKBONE, &plan.id);
-            let attrs = tokens::cache_attrs(cfg.seed, model.layout.len(), model.dim());
+            let attrs =
+                tokens::cache_attrs(cfg.seed, model.layout.len(), model.dim(), cfg.token_dtype);
             let data = tokens::video_tokens(cfg.seed, plan, &states, model);
             crate::cache::write_video(&path, &attrs, &data)?;
             true

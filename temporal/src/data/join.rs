@@ -1,4 +1,4 @@
-//! Feature sets joined by frame number into one contiguous tensor per split.
+//! Feature sets joined by frame number into the rows of one split.
 //!
 //! Per video, the sequence is the frames to score (`--frames annotated`, the reference system)
 //! or every frame with features in any set (`--frames all`; frames without a label carry no
@@ -12,13 +12,15 @@
 //! Sets with and without tokens do not mix.
 
 use super::labels::SplitLabels;
+use super::normalise::Normalisation;
+use super::rows::{FeatureRows, FeatureStore, RowSource};
 use anyhow::{bail, Result};
 use shared::cache;
 use shared::tasks::{INVALID_AU, INVALID_EXPR, INVALID_VA};
 use shared::{FrameLabels, VideoId, N_AU};
 use std::collections::BTreeSet;
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Which frames make a video's sequence.
 #[derive(
@@ -57,12 +59,13 @@ impl VideoSpan {
     }
 }
 
-/// A whole split as tensors: features [N, tokens * D] and labels with their invalid markers
-/// (VA -5, expression -1, AU -1), rows grouped by video.
+/// A whole split: features [N, tokens * D] (in memory or read from the cache step by step, see
+/// [`super::rows`]) and labels with their invalid markers (VA -5, expression -1, AU -1), rows
+/// grouped by video.
 #[derive(Debug)]
 pub struct SplitData {
-    /// Features [N, tokens * D] float32 on the training device.
-    pub feats: Tensor,
+    /// Features [N, tokens * D] float32, gathered to the training device.
+    pub features: FeatureRows,
     /// Tokens per frame (1 for one vector per frame).
     pub tokens: usize,
     /// Valence and arousal [N, 2], -5 where invalid.
@@ -90,29 +93,38 @@ impl SplitData {
         self.set_dims.iter().map(|(_, d)| d).sum()
     }
 
-    /// The features as rows of one token each, `[N * tokens, D]`: a view of [`SplitData::feats`]
-    /// (normalising it in place normalises the features).
-    pub fn token_rows(&self) -> Tensor {
-        self.feats.view([-1, self.dim() as i64])
+    /// The per-dimension statistics of this split's features (see
+    /// [`FeatureRows::fit_normalisation`]).
+    pub fn fit_normalisation(&self) -> Result<Normalisation> {
+        self.features.fit_normalisation(self.dim())
     }
 
-    /// Read and join the feature sets of every video of `labels`.
+    /// Normalise the features with `norm` (in place in memory, as read when streamed).
+    pub fn normalise(&mut self, norm: &Normalisation) -> Result<()> {
+        let dim = self.dim();
+        self.features.normalise(norm, dim)
+    }
+
+    /// Read and join the feature sets of every video of `labels`, keeping the rows as `store`
+    /// says (resolved against the split's size; see [`FeatureStore`]). Only the frame numbers
+    /// are read here when streaming.
     pub fn load(
         cache_root: &Path,
         sets: &[String],
         labels: &SplitLabels,
         mode: FrameMode,
+        store: FeatureStore,
         device: Device,
     ) -> Result<SplitData> {
         if sets.is_empty() {
             bail!("no feature set chosen (--features NAME,...)");
         }
-        // Pass 1: read every video's sets (frames and features) and decide its rows.
+        // Pass 1: open every video's sets (frame numbers and shapes) and decide its rows.
         let mut per_video = Vec::with_capacity(labels.videos.len());
         let mut set_dims: Vec<(String, usize)> = sets.iter().map(|s| (s.clone(), 0)).collect();
         let mut tokens: Option<(usize, String)> = None;
         for (video, scored) in &labels.videos {
-            let mut loaded = Vec::with_capacity(sets.len());
+            let mut files = Vec::with_capacity(sets.len());
             for (k, set) in sets.iter().enumerate() {
                 let path = cache::video_path(cache_root, set, video);
                 if !path.exists() {
@@ -123,16 +135,8 @@ impl SplitData {
                         path.display()
                     );
                 }
-                let (_, v) = cache::read_video(&path)?;
-                let (t, d) = match *v.features.shape() {
-                    [_, d] => (1, d),
-                    [_, t, d] => (t, d),
-                    ref shape => bail!(
-                        "{}: features of shape {shape:?}; expected (frames, dims) or \
-                         (frames, tokens, dims); re-extract the set",
-                        path.display()
-                    ),
-                };
+                let file = cache::RowFile::open(&path)?;
+                let (t, d) = (file.tokens(), file.dim());
                 match &tokens {
                     None => tokens = Some((t, set.clone())),
                     Some((t0, first)) if *t0 != t => bail!(
@@ -154,9 +158,9 @@ impl SplitData {
                         set_dims[k].1
                     );
                 }
-                loaded.push(v);
+                files.push(file);
             }
-            let rows = sequence(&loaded, scored, mode);
+            let rows = sequence(&files, scored, mode);
             if rows.is_empty() {
                 bail!(
                     "video {video}: none of its frames to score has features in any of the sets {}; \
@@ -164,47 +168,26 @@ impl SplitData {
                     sets.join(", ")
                 );
             }
-            per_video.push((video.clone(), scored.clone(), loaded, rows));
+            per_video.push((video.clone(), scored.clone(), files, rows));
         }
-        let n: usize = per_video.iter().map(|(_, _, _, rows)| rows.len()).sum();
-        let dim: usize = set_dims.iter().map(|(_, d)| d).sum();
         let n_tokens = tokens.map_or(1, |(t, _)| t);
-        let width = n_tokens * dim;
 
-        // Pass 2: fill one contiguous tensor, one video at a time (no second full copy).
-        let feats = Tensor::zeros([n as i64, width as i64], (Kind::Float, device));
-        let mut labels_out = Vec::with_capacity(n);
+        // Pass 2: where each row lives in each set's file (the nearest frame), and its labels.
+        let mut source = RowSource::new(set_dims.iter().map(|(_, d)| *d).collect(), n_tokens);
+        let mut labels_out = Vec::new();
         let mut videos = Vec::with_capacity(per_video.len());
         let mut start = 0usize;
-        for (video, scored, loaded, rows) in per_video {
-            let mut buf = vec![0f32; rows.len() * width];
-            let mut col = 0;
-            for (v, (_, d)) in loaded.iter().zip(&set_dims) {
-                let set_frames = &v.frames;
-                let feats_view = v.features.view();
-                for (r, &frame) in rows.iter().enumerate() {
-                    let src = nearest(set_frames, frame as i32);
-                    let row = feats_view.index_axis(ndarray::Axis(0), src);
-                    // token t of this set -> columns col..col + d of token t of the row
-                    let owned: Vec<f32>;
-                    let src_row = match row.as_slice() {
-                        Some(slice) => slice,
-                        None => {
-                            owned = row.iter().copied().collect();
-                            &owned
-                        }
-                    };
-                    for (t, chunk) in src_row.chunks_exact(*d).enumerate() {
-                        let at = r * width + t * dim + col;
-                        buf[at..at + d].copy_from_slice(chunk);
-                    }
-                }
-                col += d;
-            }
-            if !rows.is_empty() {
-                let t = Tensor::from_slice(&buf).view([rows.len() as i64, width as i64]);
-                feats.narrow(0, start as i64, rows.len() as i64).copy_(&t);
-            }
+        for (video, scored, files, rows) in per_video {
+            let located: Vec<Vec<usize>> = rows
+                .iter()
+                .map(|&frame| {
+                    files
+                        .iter()
+                        .map(|f| nearest(f.frames(), frame as i32))
+                        .collect()
+                })
+                .collect();
+            source.push_video(&files, &located);
             let lookup: std::collections::HashMap<u32, FrameLabels> =
                 scored.iter().copied().collect();
             labels_out.extend(
@@ -220,9 +203,23 @@ impl SplitData {
             });
             start += len;
         }
+        let bytes = (source.n_rows() * source.width() * 4) as u64;
+        let store = store.resolve(bytes);
+        tracing::info!(
+            "{} split: {} frames x {} values ({:.2} GB as f32) {}",
+            labels.split.name(),
+            source.n_rows(),
+            source.width(),
+            bytes as f64 / 1e9,
+            match store {
+                FeatureStore::Stream => "read from the cache step by step",
+                _ => "loaded into memory",
+            }
+        );
+        let features = FeatureRows::new(source, store, device)?;
         let (va, expr, au) = label_tensors(&labels_out, device);
         Ok(SplitData {
-            feats,
+            features,
             tokens: n_tokens,
             va,
             expr,
@@ -244,14 +241,10 @@ fn token_words(t: usize) -> String {
 }
 
 /// The rows of a video: frames to score present in at least one set, or every frame with features.
-fn sequence(
-    loaded: &[cache::VideoFeatures],
-    scored: &[(u32, FrameLabels)],
-    mode: FrameMode,
-) -> Vec<u32> {
+fn sequence(loaded: &[cache::RowFile], scored: &[(u32, FrameLabels)], mode: FrameMode) -> Vec<u32> {
     let present: BTreeSet<u32> = loaded
         .iter()
-        .flat_map(|v| v.frames.iter().map(|&f| f as u32))
+        .flat_map(|v| v.frames().iter().map(|&f| f as u32))
         .collect();
     match mode {
         FrameMode::All => present.into_iter().collect(),
@@ -328,7 +321,7 @@ mod tests {
             vec![0.5, -5.0, -5.0, -5.0]
         );
         assert_eq!(Vec::<i64>::try_from(expr).unwrap(), vec![-1, -1]);
-        assert_eq!(au.sum(Kind::Float).double_value(&[]), 12.0 - 12.0);
+        assert_eq!(au.sum(tch::Kind::Float).double_value(&[]), 12.0 - 12.0);
     }
 
     /// Writes `<root>/<set>/v1.h5` with frames 1..=n and `features[frame][t][c] = f(frame, t, c)`.
@@ -393,20 +386,39 @@ mod tests {
         });
         write_set(root, "pooled", 3, &[5], |f, _, c| (f + c) as f32);
         let sets = ["a".to_string(), "b".to_string()];
-        let d =
-            SplitData::load(root, &sets, &labels(3), FrameMode::Annotated, Device::Cpu).unwrap();
-        assert_eq!((d.tokens, d.dim()), (4, 3));
-        assert_eq!(d.feats.size(), [3, 12]);
-        // frame 2, token 3: a's two channels then b's one
-        let tok = d.token_rows().get(4 + 3);
-        assert_eq!(
-            Vec::<f32>::try_from(tok).unwrap(),
-            vec![230.0, 231.0, -230.0]
-        );
+        for store in [FeatureStore::Memory, FeatureStore::Stream] {
+            let d = SplitData::load(
+                root,
+                &sets,
+                &labels(3),
+                FrameMode::Annotated,
+                store,
+                Device::Cpu,
+            )
+            .unwrap();
+            assert_eq!((d.tokens, d.dim()), (4, 3));
+            assert_eq!(d.features.is_streamed(), store == FeatureStore::Stream);
+            let rows = d.features.gather(&Tensor::from_slice(&[1i64, 1, 0]));
+            assert_eq!(rows.size(), [3, 12]);
+            // frame 2, token 3: a's two channels then b's one
+            let tok = rows.get(0).view([4, 3]).get(3);
+            assert_eq!(
+                Vec::<f32>::try_from(tok).unwrap(),
+                vec![230.0, 231.0, -230.0]
+            );
+            assert!(rows.get(0).equal(&rows.get(1)));
+        }
         let mixed = ["a".to_string(), "pooled".to_string()];
-        let err = SplitData::load(root, &mixed, &labels(3), FrameMode::Annotated, Device::Cpu)
-            .unwrap_err()
-            .to_string();
+        let err = SplitData::load(
+            root,
+            &mixed,
+            &labels(3),
+            FrameMode::Annotated,
+            FeatureStore::Auto,
+            Device::Cpu,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("pooled/v1.h5"), "names the file: {err}");
         assert!(
             err.contains("4 tokens") && err.contains("do not mix"),

@@ -1,9 +1,11 @@
 //! Per-dimension feature statistics of the training split, stored in the run folder
 //! (`normalisation.safetensors`: `mean` and `std`, both [D]) and applied at prediction time.
+//! They are computed by [`super::rows::FeatureRows::fit_normalisation`], in one pass over the
+//! rows wherever they are kept.
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Smallest standard deviation used; constant dimensions are centred, not blown up.
 pub const MIN_STD: f64 = 1e-6;
@@ -18,13 +20,6 @@ pub struct Normalisation {
 }
 
 impl Normalisation {
-    /// Statistics of the rows of `feats` [N, D].
-    pub fn fit(feats: &Tensor) -> Normalisation {
-        let mean = feats.mean_dim(0, false, Kind::Float);
-        let std = feats.std_dim(0, false, false).clamp_min(MIN_STD);
-        Normalisation { mean, std }
-    }
-
     /// Normalise `feats` [N, D] in place.
     pub fn apply(&self, feats: &mut Tensor) -> Result<()> {
         let d = feats.size().last().copied().unwrap_or(0);
@@ -71,11 +66,14 @@ impl Normalisation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::FeatureRows;
 
     #[test]
     fn normalised_training_features_have_zero_mean_unit_std() {
         let mut x = Tensor::from_slice(&[1f32, 10., 3., 10., 5., 10.]).view([3, 2]);
-        let n = Normalisation::fit(&x);
+        let n = FeatureRows::Memory(x.shallow_clone())
+            .fit_normalisation(2)
+            .unwrap();
         n.apply(&mut x).unwrap();
         // column 0: mean 3, population std sqrt(8/3); column 1 constant: centred to 0
         let got = Vec::<f32>::try_from(x.flatten(0, -1)).unwrap();
@@ -90,7 +88,10 @@ mod tests {
     fn save_load_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("normalisation.safetensors");
-        let n = Normalisation::fit(&Tensor::from_slice(&[1f32, 2., 4., 8.]).view([2, 2]));
+        let n = Normalisation {
+            mean: Tensor::from_slice(&[2.5f32, 5.0]),
+            std: Tensor::from_slice(&[1.5f32, 3.0]),
+        };
         n.save(&p).unwrap();
         let m = Normalisation::load(&p).unwrap();
         assert_eq!(Vec::<f32>::try_from(&m.mean).unwrap(), vec![2.5, 5.0]);

@@ -151,6 +151,26 @@ impl StreamPlan {
         self.streams.len()
     }
 
+    /// The split row of each position of step `t`, `B x L` in order (0 at padding): the
+    /// rows [`StreamPlan::step`]'s index holds, on the host.
+    pub fn step_rows(&self, t: usize) -> Vec<usize> {
+        let l = self.seg_len;
+        let mut rows = vec![0; self.n_streams() * l];
+        for (s, stream) in self.streams.iter().enumerate() {
+            if let Some(seg) = stream.get(t) {
+                for i in 0..seg.len {
+                    rows[s * l + i] = seg.row + i;
+                }
+            }
+        }
+        rows
+    }
+
+    /// The rows of every step, in order (see [`StreamPlan::step_rows`]).
+    pub fn all_step_rows(&self) -> Vec<Vec<usize>> {
+        (0..self.n_steps()).map(|t| self.step_rows(t)).collect()
+    }
+
     /// The index tensors of step `t`, on `device`.
     pub fn step(&self, t: usize, device: Device) -> Step {
         let (b, l) = (self.n_streams(), self.seg_len);

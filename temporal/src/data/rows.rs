@@ -1,0 +1,494 @@
+//! Where a split's feature rows live: all in memory, or read from the cache when a step needs them.
+//!
+//! What it does: [`RowSource`] knows, for every row of a split, which cache file of each
+//! feature set holds it and at which row ([`shared::cache::RowFile`]), and reads any list of
+//! split rows into `f32` rows of `tokens x D` (the sets side by side within each token, as
+//! [`super::join`] describes). [`FeatureRows::Memory`] reads them all once into one tensor;
+//! [`FeatureRows::Stream`] reads each step's rows when the step asks for them, so a split of
+//! DINOv2 ViT-g tokens (289 x 1536 per frame, 1.8 MB in `f32`) never has to fit in memory: a
+//! step of 64 frames holds 113 MB. [`FeatureStore::Auto`] (the default) keeps a split in memory
+//! when its `f32` rows take at most half of the memory available when it loads, else streams.
+//!
+//! Keeping training fed: [`FeatureRows::prefetch`] is given the rows of every coming step of a
+//! pass (the trainer and the inference loop call it with their plan) and a reader thread reads
+//! and normalises them [`PREFETCH_DEPTH`] steps ahead, so reading overlaps the model's work; a
+//! step that asks for other rows than the next prefetched ones is read on the spot. Rows are read
+//! in runs of consecutive rows per file (a segment of a video is one read), each distinct row
+//! once per step, float16 widened on the fly. At most [`MAX_OPEN_FILES`] files are open at once
+//! (each holds HDF5's 1 MB chunk cache); a file reopened after it was closed must still have the
+//! frames it had when the split loaded.
+//!
+//! Normalisation: [`FeatureRows::fit_normalisation`] computes the per-dimension statistics in one
+//! pass of [`STATS_CHUNK`]-row chunks accumulated in `f64`, the same way for both stores, so a
+//! streamed run and an in-memory run of the same data see the same numbers; a streamed split
+//! normalises each step's rows as it reads them instead of in place.
+//!
+//! What it does not: choose the rows (that is [`super::streams`]), cache rows between steps, or
+//! recover from a cache file that changes or breaks in the middle of a run: that stops the run
+//! with a message naming the file (the last checkpoint is kept, and `--resume` continues).
+
+use super::normalise::{Normalisation, MIN_STD};
+use anyhow::{bail, Context, Result};
+use shared::cache::RowFile;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+use tch::{Device, Kind, Tensor};
+
+/// Steps a reader thread reads ahead of the model.
+pub const PREFETCH_DEPTH: usize = 2;
+
+/// Cache files a [`RowSource`] keeps open at once.
+pub const MAX_OPEN_FILES: usize = 64;
+
+/// Rows per chunk when loading a split into memory and when fitting the normalisation.
+pub const STATS_CHUNK: usize = 256;
+
+/// Where a split's features are kept.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureStore {
+    /// In memory when the split's features (as f32) take at most half the available memory,
+    /// else streamed.
+    #[default]
+    Auto,
+    /// Every row read once into memory (on the training device).
+    Memory,
+    /// Each step's rows read from the cache when needed, a few steps ahead.
+    Stream,
+}
+
+impl std::fmt::Display for FeatureStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FeatureStore::Auto => "auto",
+            FeatureStore::Memory => "memory",
+            FeatureStore::Stream => "stream",
+        })
+    }
+}
+
+impl FeatureStore {
+    /// `Memory` or `Stream` for a split whose `f32` rows take `bytes`: `Auto` compares them
+    /// with half the memory available now (in memory when that cannot be read).
+    pub fn resolve(self, bytes: u64) -> FeatureStore {
+        match self {
+            FeatureStore::Auto => match available_memory() {
+                Some(avail) if bytes > avail / 2 => FeatureStore::Stream,
+                _ => FeatureStore::Memory,
+            },
+            chosen => chosen,
+        }
+    }
+}
+
+/// `MemAvailable` of `/proc/meminfo` in bytes (Linux), or `None`.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// An open file: (video, set) and its reader.
+type OpenFile = ((usize, usize), Arc<RowFile>);
+
+/// The rows of one step and what reading them gave.
+type ReadStep = (Vec<usize>, Result<Tensor>);
+
+/// One cache file of one feature set of one video.
+#[derive(Debug)]
+struct SourceFile {
+    path: PathBuf,
+    /// Its frame numbers when the split loaded (checked again when it is reopened).
+    frames: Vec<i32>,
+    /// Values per row (tokens x the set's dim).
+    row_len: usize,
+    /// Bytes per row on disk.
+    row_bytes: usize,
+}
+
+/// Every cache file of a split and where each split row lives in them.
+#[derive(Debug)]
+pub struct RowSource {
+    /// Files by video, then set (column order).
+    files: Vec<Vec<SourceFile>>,
+    /// Each set's dim (values per token).
+    set_dims: Vec<usize>,
+    /// Tokens per row (the same in every set).
+    tokens: usize,
+    /// Video of each split row.
+    video_of: Vec<u32>,
+    /// For each set, the row of each split row in that set's file of its video.
+    source_row: Vec<Vec<u32>>,
+    /// Open files, most recently used last.
+    open: Mutex<Vec<OpenFile>>,
+}
+
+impl RowSource {
+    /// An empty source for `set_dims` sets of `tokens` tokens; add videos with
+    /// [`RowSource::push_video`].
+    pub fn new(set_dims: Vec<usize>, tokens: usize) -> RowSource {
+        RowSource {
+            files: Vec::new(),
+            source_row: vec![Vec::new(); set_dims.len()],
+            set_dims,
+            tokens,
+            video_of: Vec::new(),
+            open: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Add a video: its checked file in each set (column order) and, for each of its rows, the
+    /// row in each set's file (`rows[r][k]`).
+    pub fn push_video(&mut self, files: &[RowFile], rows: &[Vec<usize>]) {
+        let v = self.files.len() as u32;
+        self.files.push(
+            files
+                .iter()
+                .map(|f| SourceFile {
+                    path: f.path().to_path_buf(),
+                    frames: f.frames().to_vec(),
+                    row_len: f.row_len(),
+                    row_bytes: f.row_bytes(),
+                })
+                .collect(),
+        );
+        for r in rows {
+            self.video_of.push(v);
+            for (k, &src) in r.iter().enumerate() {
+                self.source_row[k].push(src as u32);
+            }
+        }
+    }
+
+    /// Number of split rows.
+    pub fn n_rows(&self) -> usize {
+        self.video_of.len()
+    }
+
+    /// Values per split row: tokens x the sum of the sets' dims.
+    pub fn width(&self) -> usize {
+        self.tokens * self.set_dims.iter().sum::<usize>()
+    }
+
+    /// Bytes on disk behind one split row (every set's row).
+    pub fn row_bytes(&self, row: usize) -> usize {
+        let v = self.video_of[row] as usize;
+        self.files[v].iter().map(|f| f.row_bytes).sum()
+    }
+
+    /// The cache file and its row behind split row `row`, per set.
+    pub fn location(&self, row: usize) -> Vec<(PathBuf, usize)> {
+        let v = self.video_of[row] as usize;
+        self.files[v]
+            .iter()
+            .zip(&self.source_row)
+            .map(|(f, rows)| (f.path.clone(), rows[row] as usize))
+            .collect()
+    }
+
+    /// Read split rows `rows` (any order, repeats allowed) into `out`, `rows.len() x width`.
+    pub fn read_into(&self, rows: &[usize], out: &mut [f32]) -> Result<()> {
+        let width = self.width();
+        assert_eq!(
+            out.len(),
+            rows.len() * width,
+            "one output row per split row"
+        );
+        let dim: usize = self.set_dims.iter().sum();
+        let mut col = 0;
+        let mut buf = Vec::new();
+        for (k, &d) in self.set_dims.iter().enumerate() {
+            // (video, row in its file, output position), sorted: runs of one file's rows.
+            let mut want: Vec<(u32, u32, usize)> = rows
+                .iter()
+                .enumerate()
+                .map(|(pos, &r)| (self.video_of[r], self.source_row[k][r], pos))
+                .collect();
+            want.sort_unstable();
+            let mut i = 0;
+            while i < want.len() {
+                let (video, first, _) = want[i];
+                let mut j = i + 1;
+                while j < want.len() && want[j].0 == video && want[j].1 <= want[j - 1].1 + 1 {
+                    j += 1;
+                }
+                let last = want[j - 1].1;
+                let file = self.file(video as usize, k)?;
+                let row_len = file.row_len();
+                buf.resize((last - first + 1) as usize * row_len, 0.0);
+                file.read_rows(first as usize, &mut buf)?;
+                for &(_, src, pos) in &want[i..j] {
+                    let from = &buf[(src - first) as usize * row_len..][..row_len];
+                    let to = &mut out[pos * width..(pos + 1) * width];
+                    if d == dim {
+                        to.copy_from_slice(from);
+                    } else {
+                        for (t, chunk) in from.chunks_exact(d).enumerate() {
+                            to[t * dim + col..t * dim + col + d].copy_from_slice(chunk);
+                        }
+                    }
+                }
+                i = j;
+            }
+            col += d;
+        }
+        Ok(())
+    }
+
+    /// The open file of set `set` of video `video`, opening (and checking) it if needed.
+    fn file(&self, video: usize, set: usize) -> Result<Arc<RowFile>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = open.iter().position(|(key, _)| *key == (video, set)) {
+            let entry = open.remove(at);
+            let file = entry.1.clone();
+            open.push(entry);
+            return Ok(file);
+        }
+        let src = &self.files[video][set];
+        let file = RowFile::open(&src.path)?;
+        if file.frames() != src.frames || file.row_len() != src.row_len {
+            bail!(
+                "{}: the file changed while this run was reading it (other frames or shape than \
+                 when the split loaded); let the extraction finish, then resume the run",
+                src.path.display()
+            );
+        }
+        let file = Arc::new(file);
+        if open.len() == MAX_OPEN_FILES {
+            open.remove(0);
+        }
+        open.push(((video, set), file.clone()));
+        Ok(file)
+    }
+}
+
+/// A split's feature rows, `[N, tokens x D]` `f32`.
+#[derive(Debug)]
+pub enum FeatureRows {
+    /// Every row in one tensor on the training device.
+    Memory(Tensor),
+    /// Rows read from the cache by the step that needs them.
+    Stream(StreamedRows),
+}
+
+/// Rows read on demand, normalised as they are read, optionally a few steps ahead.
+#[derive(Debug)]
+pub struct StreamedRows {
+    source: Arc<RowSource>,
+    device: Device,
+    /// Mean and standard deviation per dim, once set.
+    norm: Option<Arc<(Vec<f32>, Vec<f32>)>>,
+    /// The rows and result of each coming step, from the reader thread.
+    ahead: Mutex<Option<Receiver<ReadStep>>>,
+}
+
+impl FeatureRows {
+    /// Read `source`'s rows into memory on `device` (`Memory`) or keep reading them from the
+    /// cache (`Stream`); `store` must be resolved.
+    pub fn new(source: RowSource, store: FeatureStore, device: Device) -> Result<FeatureRows> {
+        match store {
+            FeatureStore::Stream => Ok(FeatureRows::Stream(StreamedRows {
+                source: Arc::new(source),
+                device,
+                norm: None,
+                ahead: Mutex::new(None),
+            })),
+            _ => {
+                let (n, width) = (source.n_rows(), source.width());
+                let feats = Tensor::zeros([n as i64, width as i64], (Kind::Float, device));
+                let mut buf = Vec::new();
+                let all: Vec<usize> = (0..n).collect();
+                for chunk in all.chunks(STATS_CHUNK) {
+                    buf.resize(chunk.len() * width, 0.0);
+                    source.read_into(chunk, &mut buf)?;
+                    feats
+                        .narrow(0, chunk[0] as i64, chunk.len() as i64)
+                        .copy_(&Tensor::from_slice(&buf).view([chunk.len() as i64, -1]));
+                }
+                Ok(FeatureRows::Memory(feats))
+            }
+        }
+    }
+
+    /// The device the rows are gathered to.
+    pub fn device(&self) -> Device {
+        match self {
+            FeatureRows::Memory(t) => t.device(),
+            FeatureRows::Stream(s) => s.device,
+        }
+    }
+
+    /// Whether the rows are read from the cache step by step.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self, FeatureRows::Stream(_))
+    }
+
+    /// The in-memory tensor `[N, tokens x D]`, if the rows are in memory.
+    pub fn resident(&self) -> Option<&Tensor> {
+        match self {
+            FeatureRows::Memory(t) => Some(t),
+            FeatureRows::Stream(_) => None,
+        }
+    }
+
+    /// The cache behind the rows, if streamed.
+    pub fn source(&self) -> Option<&RowSource> {
+        match self {
+            FeatureRows::Memory(_) => None,
+            FeatureRows::Stream(s) => Some(&s.source),
+        }
+    }
+
+    /// Rows `index` (int64 `[n]`, any device) as a fresh `[n, tokens x D]` tensor on the
+    /// rows' device. A streamed read that fails (a cache file removed or damaged during the run)
+    /// panics with the file's name: the steps cannot go on without their features.
+    pub fn gather(&self, index: &Tensor) -> Tensor {
+        match self {
+            FeatureRows::Memory(t) => t.index_select(0, index),
+            FeatureRows::Stream(s) => {
+                let rows: Vec<usize> = Vec::<i64>::try_from(index.to_device(Device::Cpu))
+                    .expect("int64 row indices")
+                    .into_iter()
+                    .map(|r| r as usize)
+                    .collect();
+                let read = s
+                    .take_prefetched(&rows)
+                    .unwrap_or_else(|| read_rows(&s.source, s.norm.as_deref(), &rows));
+                match read {
+                    Ok(x) => x.to_device(s.device),
+                    Err(e) => panic!("reading the features of a training step: {e:#}"),
+                }
+            }
+        }
+    }
+
+    /// Start reading the rows of the coming steps (`steps`, in order) on a reader thread; a
+    /// no-op in memory. Replaces any earlier prefetch.
+    pub fn prefetch(&self, steps: Vec<Vec<usize>>) {
+        let FeatureRows::Stream(s) = self else {
+            return;
+        };
+        let (tx, rx) = sync_channel(PREFETCH_DEPTH);
+        let (source, norm) = (s.source.clone(), s.norm.clone());
+        std::thread::spawn(move || {
+            for rows in steps {
+                let read = read_rows(&source, norm.as_deref(), &rows);
+                if tx.send((rows, read)).is_err() {
+                    break; // the pass ended early or another prefetch replaced this one
+                }
+            }
+        });
+        *s.ahead.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
+    }
+
+    /// Per-dimension statistics over every token of every row, in [`STATS_CHUNK`]-row chunks
+    /// summed in `f64` (the same numbers for both stores).
+    pub fn fit_normalisation(&self, dim: usize) -> Result<Normalisation> {
+        let n = match self {
+            FeatureRows::Memory(t) => t.size()[0] as usize,
+            FeatureRows::Stream(s) => s.source.n_rows(),
+        };
+        let opts = (Kind::Double, Device::Cpu);
+        let (mut sum, mut sq) = (
+            Tensor::zeros([dim as i64], opts),
+            Tensor::zeros([dim as i64], opts),
+        );
+        let all: Vec<usize> = (0..n).collect();
+        for chunk in all.chunks(STATS_CHUNK) {
+            let x = match self {
+                FeatureRows::Memory(t) => t.narrow(0, chunk[0] as i64, chunk.len() as i64),
+                FeatureRows::Stream(s) => read_rows(&s.source, None, chunk)?,
+            }
+            .to_device(Device::Cpu)
+            .view([-1, dim as i64])
+            .to_kind(Kind::Double);
+            sum += x.sum_dim_intlist(0, false, Kind::Double);
+            sq += x.square().sum_dim_intlist(0, false, Kind::Double);
+        }
+        let count = (n * self.tokens(dim)).max(1) as f64;
+        let mean = &sum / count;
+        let var = (&sq / count - mean.square()).clamp_min(0.0);
+        Ok(Normalisation {
+            mean: mean.to_kind(Kind::Float),
+            std: var.sqrt().clamp_min(MIN_STD).to_kind(Kind::Float),
+        })
+    }
+
+    /// Tokens per row, given the per-token `dim`.
+    fn tokens(&self, dim: usize) -> usize {
+        let width = match self {
+            FeatureRows::Memory(t) => t.size()[1] as usize,
+            FeatureRows::Stream(s) => s.source.width(),
+        };
+        width / dim.max(1)
+    }
+
+    /// Normalise with `norm`: in place in memory, as each step is read when streamed.
+    pub fn normalise(&mut self, norm: &Normalisation, dim: usize) -> Result<()> {
+        match self {
+            FeatureRows::Memory(t) => norm.apply(&mut t.view([-1, dim as i64])),
+            FeatureRows::Stream(s) => {
+                let d = norm.mean.size()[0] as usize;
+                if d != dim {
+                    bail!(
+                        "the features have {dim} dims but the run was trained on {d}; use the \
+                         same --features"
+                    );
+                }
+                let host = |t: &Tensor| {
+                    Vec::<f32>::try_from(t.to_device(Device::Cpu)).context("statistics")
+                };
+                s.norm = Some(Arc::new((host(&norm.mean)?, host(&norm.std)?)));
+                Ok(())
+            }
+        }
+    }
+}
+
+impl StreamedRows {
+    /// The next prefetched step if it holds exactly `rows`; otherwise the prefetch is dropped.
+    fn take_prefetched(&self, rows: &[usize]) -> Option<Result<Tensor>> {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        let next = ahead.as_ref()?.recv().ok();
+        match next {
+            Some((planned, read)) if planned == rows => Some(read),
+            _ => {
+                *ahead = None;
+                None
+            }
+        }
+    }
+}
+
+/// Split rows `rows` of `source` as a `[n, width]` CPU tensor, normalised by `norm` (mean and
+/// std per dim) when given.
+fn read_rows(
+    source: &RowSource,
+    norm: Option<&(Vec<f32>, Vec<f32>)>,
+    rows: &[usize],
+) -> Result<Tensor> {
+    let width = source.width();
+    let mut out = vec![0f32; rows.len() * width];
+    source.read_into(rows, &mut out)?;
+    let x = Tensor::from_slice(&out).view([rows.len() as i64, width as i64]);
+    if let Some((mean, std)) = norm {
+        let d = mean.len() as i64;
+        let _ = x
+            .view([-1, d])
+            .f_sub_(&Tensor::from_slice(mean))?
+            .f_div_(&Tensor::from_slice(std))?;
+    }
+    Ok(x)
+}

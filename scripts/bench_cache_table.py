@@ -10,10 +10,12 @@ What it reads, in OUT/raw/ (OUT the one argument):
                                  frames_per_s, order, batch (one JSON value, pretty-printed)
   read-<order>.<round>.peer.json scripts/bench/h5py_read.py: the same keys
   read-<order>.<round>.{ours,peer}.rss   peak RSS of the process in MiB (scripts/peak_rss.py)
-  train-<store>.metrics.jsonl    the run's metrics.jsonl (one epoch: train_fps, val_fps, seconds)
-  train-<store>.rss              peak RSS of `temporal train` in MiB
+  train-<store>.<round>.metrics.jsonl  the run's metrics.jsonl (one epoch: train_fps, val_fps,
+                                 seconds)
+  train-<store>.<round>.rss      peak RSS of `temporal train` in MiB
 For each order the best round of each side counts (highest MB/s), with the ratio ours / peer of
-those; for each feature store its one epoch.
+those; for each feature store the best round's train frames/s (cells show "best [min–max]" of
+the rounds when there are several) and the largest peak RSS of its rounds.
 
 Prints on stdout a line naming the CPU (scripts/cpu_info.py), the date, the threads
 (BENCH_THREADS) and the load averages before (BENCH_LOAD_START) and after, then the reading table
@@ -57,6 +59,14 @@ def table(head, rows):
     return "\n".join(lines)
 
 
+def spread(values, fmt):
+    """the best of the rounds, and their range when there are several: "225 [217–225]"."""
+    best = fmt.format(max(values))
+    if len(values) < 2:
+        return best
+    return f"{best} [{fmt.format(min(values))}–{fmt.format(max(values))}]"
+
+
 def gb(mib):
     return f"{mib / 1024:.2f} GiB"
 
@@ -85,34 +95,47 @@ for order in sorted(rounds, key=lambda o: (o != "shuffled", o)):
     ratio = ours["mb_per_s"] / peer["mb_per_s"] if ours and peer else None
     results["read"][order] = {"best": best, "ratio_mb_per_s": ratio, "rounds": sides}
 
-    def cell(side, key, fmt):
-        return fmt.format(side[key]) if side else "failed"
+    def cell(who, key, fmt):
+        return spread([x[key] for x in sides[who]], fmt) if who in sides else "failed"
 
     frames = (ours or peer)["frames"]
     read_rows.append([
         order, (ours or peer)["batch"], f"{frames} ({(ours or peer)['bytes'] / 2**30:.2f} GiB)",
-        cell(ours, "mb_per_s", "{:.0f}"), cell(peer, "mb_per_s", "{:.0f}"),
+        cell("ours", "mb_per_s", "{:.0f}"), cell("peer", "mb_per_s", "{:.0f}"),
         f"{ratio:.2f}" if ratio else "–",
-        cell(ours, "frames_per_s", "{:.0f}"), cell(peer, "frames_per_s", "{:.0f}"),
-        gb(ours["peak_rss_mb"]) if ours else "–", gb(peer["peak_rss_mb"]) if peer else "–",
+        cell("ours", "frames_per_s", "{:.0f}"), cell("peer", "frames_per_s", "{:.0f}"),
+        gb(max(x["peak_rss_mb"] for x in sides["ours"])) if ours else "–",
+        gb(max(x["peak_rss_mb"] for x in sides["peer"])) if peer else "–",
     ])
 
-# Training: one epoch per feature store.
-train_rows = []
-for path in sorted(glob.glob(os.path.join(raw, "train-*.metrics.jsonl")),
-                   key=lambda p: ("stream" in p, p)):
-    store = os.path.basename(path)[len("train-"): -len(".metrics.jsonl")]
+# Training: one epoch per feature store and round.
+train_runs = {}
+for path in sorted(glob.glob(os.path.join(raw, "train-*.*.metrics.jsonl"))):
+    m = re.fullmatch(r"train-(\w+)\.(\d+)\.metrics\.jsonl", os.path.basename(path))
+    if not m:
+        continue
+    store, r = m.group(1), int(m.group(2))
     epoch = last_json(path)
-    rec = {"train_fps": epoch["train_fps"], "val_fps": epoch["val_fps"],
-           "epoch_seconds": epoch["seconds"],
-           "peak_rss_mb": rss(os.path.join(raw, f"train-{store}.rss"))}
+    train_runs.setdefault(store, []).append({
+        "round": r, "train_fps": epoch["train_fps"], "val_fps": epoch["val_fps"],
+        "epoch_seconds": epoch["seconds"],
+        "peak_rss_mb": rss(os.path.join(raw, f"train-{store}.{r}.rss"))})
+train_rows = []
+for store in sorted(train_runs, key=lambda s: (s != "memory", s)):
+    runs = train_runs[store]
+    best = max(runs, key=lambda x: x["train_fps"])
+    rec = {"train_fps": best["train_fps"], "val_fps": max(x["val_fps"] for x in runs),
+           "epoch_seconds": best["epoch_seconds"],
+           "peak_rss_mb": max(x["peak_rss_mb"] for x in runs), "rounds": runs}
     results["train"][store] = rec
-    train_rows.append([store, f"{rec['train_fps']:.1f}", f"{rec['val_fps']:.1f}",
-                       f"{rec['epoch_seconds']:.0f}", gb(rec["peak_rss_mb"])])
+    train_rows.append([store, spread([x["train_fps"] for x in runs], "{:.1f}"),
+                       spread([x["val_fps"] for x in runs], "{:.1f}"),
+                       f"{best['epoch_seconds']:.0f}", gb(rec["peak_rss_mb"])])
 mem, stream = results["train"].get("memory"), results["train"].get("stream")
 if mem and stream:
     results["train"]["stream_over_memory"] = {
         "train_fps": stream["train_fps"] / mem["train_fps"],
+        "val_fps": stream["val_fps"] / mem["val_fps"],
         "peak_rss_mb": stream["peak_rss_mb"] / mem["peak_rss_mb"]}
     train_rows.append(["ratio stream / memory", f"{stream['train_fps'] / mem['train_fps']:.2f}",
                        f"{stream['val_fps'] / mem['val_fps']:.2f}", "",
@@ -141,7 +164,9 @@ print(table(["order", "batch", "frames read", "ours MB/s", "h5py MB/s", "ratio o
              "ours frames/s", "h5py frames/s", "ours peak RSS", "h5py peak RSS"], read_rows))
 if train_rows:
     print()
-    print("`temporal train --config configs/systems/task-queries.toml`, 1 epoch, on that cache:")
+    print("`temporal train --config configs/systems/task-queries.toml`, 1 epoch, on that cache "
+          "(frames/s: best round; peak RSS: the whole process, validation pass included, "
+          "largest of the rounds):")
     print()
     print(table(["feature store", "train frames/s", "validation frames/s", "epoch s",
                  "peak RSS"], train_rows))

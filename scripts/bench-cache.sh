@@ -17,8 +17,9 @@
 # 3. Training: `temporal train --config configs/systems/task-queries.toml` on that cache for one
 #    epoch (no warm-up), with --feature-store memory and with --feature-store stream, TRAIN_ROUNDS
 #    rounds (the order of the two alternating); the epoch's train_fps from the run's
-#    metrics.jsonl (best round) and the process's peak RSS (scripts/peak_rss.py; the largest of
-#    the rounds: it includes the epoch's validation pass).
+#    metrics.jsonl (best round), the process's peak RSS (scripts/peak_rss.py; the largest of
+#    the rounds: it includes the epoch's validation pass) and its median RSS over the run (sampled
+#    every 0.5 s: mostly the training steps), and the epoch's loss (the same in both stores).
 # 4. A Markdown table naming the CPU (scripts/bench_cache_table.py) on stdout and in
 #    $OUT/table.md; everything measured in $OUT/results.json, the raw JSON and logs in $OUT/raw/.
 # A benchmark, not a test: it fails only when a command fails.
@@ -98,6 +99,21 @@ warm() {
   cat "$CACHE/$SET"/*.h5 >/dev/null
 }
 
+# The resident set size of the child of process $1 (peak_rss.py's command) every 0.5 s, in KiB,
+# one line each, into $2, until $1 ends: the peak of a training run is its validation pass, the
+# samples show the training steps too (most of the run).
+sample_rss() {
+  local parent=$1 out=$2 child=""
+  : >"$out"
+  while kill -0 "$parent" 2>/dev/null; do
+    [ -n "$child" ] || child=$(pgrep -P "$parent" | head -n 1 || true)
+    if [ -n "$child" ]; then
+      awk '/^VmRSS/ { print $2 }' "/proc/$child/status" >>"$out" 2>/dev/null || true
+    fi
+    sleep 0.5
+  done
+}
+
 # 2. Reading, ours and the peer alternately on the same rows.
 warm
 steps=()
@@ -133,8 +149,12 @@ if [ "$TRAIN" != 0 ]; then
       OMP_NUM_THREADS=$THREADS RUST_LOG=info python3 scripts/peak_rss.py "$base.rss" -- \
         "$TEMPORAL" train --config "$CONFIG" --data "$DATA" --cache "$CACHE" --features "$SET" \
         --epochs 1 --warmup-epochs 0 --threads "$THREADS" --device cpu --feature-store "$store" \
-        --out "$run" >"$base.log" 2>&1 ||
-        { say "temporal train --feature-store $store failed; see $base.log"; tail -n 20 "$base.log" >&2; exit 1; }
+        --out "$run" >"$base.log" 2>&1 &
+      pid=$!
+      sample_rss "$pid" "$base.rss-samples"
+      if ! wait "$pid"; then
+        say "temporal train --feature-store $store failed; see $base.log"; tail -n 20 "$base.log" >&2; exit 1
+      fi
       cp "$run/metrics.jsonl" "$base.metrics.jsonl"
     done
   done

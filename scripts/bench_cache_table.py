@@ -13,9 +13,11 @@ What it reads, in OUT/raw/ (OUT the one argument):
   train-<store>.<round>.metrics.jsonl  the run's metrics.jsonl (one epoch: train_fps, val_fps,
                                  seconds)
   train-<store>.<round>.rss      peak RSS of `temporal train` in MiB
+  train-<store>.<round>.rss-samples  its RSS every 0.5 s, KiB, one a line (optional)
 For each order the best round of each side counts (highest MB/s), with the ratio ours / peer of
 those; for each feature store the best round's train frames/s (cells show "best [min–max]" of
-the rounds when there are several) and the largest peak RSS of its rounds.
+the rounds when there are several), the epoch's loss of each round, and the largest median RSS
+(over a run's samples) and peak RSS of its rounds.
 
 Prints on stdout a line naming the CPU (scripts/cpu_info.py), the date, the threads
 (BENCH_THREADS) and the load averages before (BENCH_LOAD_START) and after, then the reading table
@@ -57,6 +59,19 @@ def table(head, rows):
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def median_rss(path):
+    """the median of a run's RSS samples (KiB, one a line) in MiB; None without samples."""
+    try:
+        with open(path) as fh:
+            v = sorted(int(line) for line in fh if line.strip())
+    except FileNotFoundError:
+        return None
+    if not v:
+        return None
+    n = len(v)
+    return (v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2) / 1024
 
 
 def spread(values, fmt):
@@ -118,27 +133,37 @@ for path in sorted(glob.glob(os.path.join(raw, "train-*.*.metrics.jsonl"))):
     epoch = last_json(path)
     train_runs.setdefault(store, []).append({
         "round": r, "train_fps": epoch["train_fps"], "val_fps": epoch["val_fps"],
-        "epoch_seconds": epoch["seconds"],
-        "peak_rss_mb": rss(os.path.join(raw, f"train-{store}.{r}.rss"))})
+        "epoch_seconds": epoch["seconds"], "loss": epoch["loss"],
+        "peak_rss_mb": rss(os.path.join(raw, f"train-{store}.{r}.rss")),
+        "median_rss_mb": median_rss(os.path.join(raw, f"train-{store}.{r}.rss-samples"))})
 train_rows = []
 for store in sorted(train_runs, key=lambda s: (s != "memory", s)):
     runs = train_runs[store]
     best = max(runs, key=lambda x: x["train_fps"])
+    medians = [x["median_rss_mb"] for x in runs if x["median_rss_mb"] is not None]
     rec = {"train_fps": best["train_fps"], "val_fps": max(x["val_fps"] for x in runs),
            "epoch_seconds": best["epoch_seconds"],
-           "peak_rss_mb": max(x["peak_rss_mb"] for x in runs), "rounds": runs}
+           "peak_rss_mb": max(x["peak_rss_mb"] for x in runs),
+           "median_rss_mb": max(medians) if medians else None, "rounds": runs}
     results["train"][store] = rec
     train_rows.append([store, spread([x["train_fps"] for x in runs], "{:.1f}"),
                        spread([x["val_fps"] for x in runs], "{:.1f}"),
-                       f"{best['epoch_seconds']:.0f}", gb(rec["peak_rss_mb"])])
+                       f"{best['epoch_seconds']:.0f}",
+                       " ".join(sorted({f"{x['loss']:.4f}" for x in runs})),
+                       gb(rec["median_rss_mb"]) if medians else "–", gb(rec["peak_rss_mb"])])
 mem, stream = results["train"].get("memory"), results["train"].get("stream")
 if mem and stream:
     results["train"]["stream_over_memory"] = {
         "train_fps": stream["train_fps"] / mem["train_fps"],
         "val_fps": stream["val_fps"] / mem["val_fps"],
         "peak_rss_mb": stream["peak_rss_mb"] / mem["peak_rss_mb"]}
+    both = stream["median_rss_mb"] and mem["median_rss_mb"]
+    if both:
+        results["train"]["stream_over_memory"]["median_rss_mb"] = (
+            stream["median_rss_mb"] / mem["median_rss_mb"])
     train_rows.append(["ratio stream / memory", f"{stream['train_fps'] / mem['train_fps']:.2f}",
-                       f"{stream['val_fps'] / mem['val_fps']:.2f}", "",
+                       f"{stream['val_fps'] / mem['val_fps']:.2f}", "", "",
+                       f"{stream['median_rss_mb'] / mem['median_rss_mb']:.2f}" if both else "–",
                        f"{stream['peak_rss_mb'] / mem['peak_rss_mb']:.2f}"])
 
 try:
@@ -165,8 +190,9 @@ print(table(["order", "batch", "frames read", "ours MB/s", "h5py MB/s", "ratio o
 if train_rows:
     print()
     print("`temporal train --config configs/systems/task-queries.toml`, 1 epoch, on that cache "
-          "(frames/s: best round; peak RSS: the whole process, validation pass included, "
-          "largest of the rounds):")
+          "(frames/s: best round; median RSS: of 0.5 s samples over the run, mostly the training "
+          "steps; peak RSS: the whole process, validation pass included; both the largest of the "
+          "rounds):")
     print()
     print(table(["feature store", "train frames/s", "validation frames/s", "epoch s",
-                 "peak RSS"], train_rows))
+                 "epoch loss", "median RSS", "peak RSS"], train_rows))

@@ -8,14 +8,15 @@ What it reads, in OUT/raw/ (OUT the one argument):
                                  bytes_on_disk, path
   read-<order>.<round>.ours.json `temporal bench-read --json`: frames, bytes, seconds, mb_per_s,
                                  frames_per_s, order, batch (one JSON value, pretty-printed)
-  read-<order>.<round>.peer.json scripts/bench/h5py_read.py: the same keys
-  read-<order>.<round>.{ours,peer}.rss   peak RSS of the process in MiB (scripts/peak_rss.py)
+  read-<order>.<round>.peer-t<T>.json  scripts/bench/h5py_read.py with T torch threads: the same
+                                 keys (also read-<order>.<round>.peer.json, no thread count)
+  read-<order>.<round>.<side>.rss   peak RSS of the process in MiB (scripts/peak_rss.py)
   train-<store>.<round>.metrics.jsonl  the run's metrics.jsonl (one epoch: train_fps, val_fps,
                                  seconds)
   train-<store>.<round>.rss      peak RSS of `temporal train` in MiB
   train-<store>.<round>.rss-samples  its RSS every 0.5 s, KiB, one a line (optional)
-For each order the best round of each side counts (highest MB/s), with the ratio ours / peer of
-those; for each feature store the best round's train frames/s (cells show "best [min–max]" of
+For each order the best round of each side counts (highest MB/s; the peer's over all its thread
+counts), with the ratio ours / peer of those; for each feature store the best round's train frames/s (cells show "best [min–max]" of
 the rounds when there are several), the epoch's loss of each round, and the largest median RSS
 (over a run's samples) and peak RSS of its rounds.
 
@@ -93,16 +94,19 @@ results = {"cpu": cpu_info.describe(), "date": datetime.datetime.now().isoformat
 # Reading: rounds per order and side.
 rounds = {}
 for path in sorted(glob.glob(os.path.join(raw, "read-*.*.*.json"))):
-    m = re.fullmatch(r"read-(\w+)\.(\d+)\.(ours|peer)\.json", os.path.basename(path))
+    m = re.fullmatch(r"read-(\w+)\.(\d+)\.(ours|peer)(?:-t(\d+))?\.json", os.path.basename(path))
     if not m:
         continue
     order, r, who = m.group(1), int(m.group(2)), m.group(3)
     rec = last_json(path)
     rec["round"] = r
+    if m.group(4):
+        rec["torch_threads"] = int(m.group(4))
     rec["peak_rss_mb"] = rss(path[: -len(".json")] + ".rss")
     rounds.setdefault(order, {}).setdefault(who, []).append(rec)
 
 read_rows = []
+peer_threads = {}
 for order in sorted(rounds, key=lambda o: (o != "shuffled", o)):
     sides = rounds[order]
     best = {who: max(runs, key=lambda x: x["mb_per_s"]) for who, runs in sides.items()}
@@ -114,6 +118,8 @@ for order in sorted(rounds, key=lambda o: (o != "shuffled", o)):
         return spread([x[key] for x in sides[who]], fmt) if who in sides else "failed"
 
     frames = (ours or peer)["frames"]
+    if peer and "torch_threads" in peer:
+        peer_threads[order] = peer["torch_threads"]
     read_rows.append([
         order, (ours or peer)["batch"], f"{frames} ({(ours or peer)['bytes'] / 2**30:.2f} GiB)",
         cell("ours", "mb_per_s", "{:.0f}"), cell("peer", "mb_per_s", "{:.0f}"),
@@ -187,6 +193,12 @@ print(f"Reading the token cache ({shape}; page cache warm; best of each side's r
 print()
 print(table(["order", "batch", "frames read", "ours MB/s", "h5py MB/s", "ratio ours / h5py",
              "ours frames/s", "h5py frames/s", "ours peak RSS", "h5py peak RSS"], read_rows))
+if peer_threads:
+    print()
+    print("h5py: best of its runs at " + ", ".join(sorted(
+        {str(x["torch_threads"]) for o in rounds.values() for x in o.get("peer", [])
+         if "torch_threads" in x}, key=int)) + " torch threads (ranges span both); the best was at "
+          + ", ".join(f"{t} ({o})" for o, t in peer_threads.items()) + ".")
 if train_rows:
     print()
     print("`temporal train --config configs/systems/task-queries.toml`, 1 epoch, on that cache "

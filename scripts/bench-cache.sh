@@ -12,8 +12,9 @@
 #    (`temporal bench-read`, which writes the rows it read to a plan) then the peer
 #    (scripts/bench/h5py_read.py on that plan: the same rows in the same batches, h5py opened
 #    once per file, one ds[row] per frame, astype(float32), torch.stack per batch; once per torch
-#    thread count of PEER_THREADS). Best round of each side (the peer: of every thread count) (the table shows the range too); ratio = ours / peer MB/s (MB = 2^20 bytes of
-#    /features as stored).
+#    thread count of PEER_THREADS). Best round of each side (the peer's over every thread count;
+#    the table shows the range too); ratio = ours / peer MB/s (MB = 2^20 bytes of /features as
+#    stored).
 # 3. Training: `temporal train --config configs/systems/task-queries.toml` on that cache for one
 #    epoch (no warm-up), with --feature-store memory and with --feature-store stream, TRAIN_ROUNDS
 #    rounds (the order of the two alternating); the epoch's train_fps from the run's

@@ -41,7 +41,7 @@ pub use writer::VideoWriter;
 use crate::error::{FormatError, Result};
 use crate::video_id::VideoId;
 use hdf5::types::VarLenUnicode;
-use ndarray::{ArrayD, Axis};
+use ndarray::ArrayD;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -396,28 +396,40 @@ fn validate(path: &Path, attrs: &CacheAttrs, v: &VideoFeatures) -> Result<()> {
             "frame {f} is both embedded and listed as missing"
         )));
     }
-    let limit = match attrs.dtype {
-        Dtype::F32 => f32::MAX,
-        Dtype::F16 => F16_MAX,
-    };
-    for (row, frame) in v.features.axis_iter(Axis(0)).zip(&v.frames) {
-        if let Some(x) = row.iter().find(|x| !x.is_finite()) {
-            return Err(bad(format!(
-                "frame {frame}: feature value {x} is not finite"
-            )));
-        }
-        if let Some(x) = row.iter().find(|x| x.abs() > limit) {
-            return Err(bad(format!(
-                "frame {frame}: feature value {x} does not fit float16; use --dtype f32"
-            )));
-        }
-    }
+    let values = v.features.as_standard_layout();
+    check_values(
+        attrs.dtype,
+        &v.frames,
+        values.as_slice().expect("standard layout"),
+    )
+    .map_err(bad)?;
     check_text(attrs).map_err(bad)?;
     if let Some(m) = v.missing.iter().find(|m| m.reason.contains('\0')) {
         return Err(bad(format!(
             "the reason for missing frame {} contains a NUL character",
             m.frame
         )));
+    }
+    Ok(())
+}
+
+/// Every value of the rows of `frames` (`values`, one row after the other) is finite and, for
+/// `f16`, within float16's range; the error names the frame.
+fn check_values(dtype: Dtype, frames: &[i32], values: &[f32]) -> std::result::Result<(), String> {
+    let limit = match dtype {
+        Dtype::F32 => f32::MAX,
+        Dtype::F16 => F16_MAX,
+    };
+    let row_len = (values.len() / frames.len().max(1)).max(1);
+    for (row, frame) in values.chunks(row_len).zip(frames) {
+        if let Some(x) = row.iter().find(|x| !x.is_finite()) {
+            return Err(format!("frame {frame}: feature value {x} is not finite"));
+        }
+        if let Some(x) = row.iter().find(|x| x.abs() > limit) {
+            return Err(format!(
+                "frame {frame}: feature value {x} does not fit float16; use --dtype f32"
+            ));
+        }
     }
     Ok(())
 }

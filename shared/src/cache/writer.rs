@@ -17,7 +17,7 @@
 //!
 //! What it does not: decide paths, sort frames, or read files back (see [`super::RowFile`]).
 
-use super::{check_text, Dtype, MissingFrame, RemoveOnDrop, CHUNK_BYTES, F16_MAX};
+use super::{check_text, Dtype, MissingFrame, RemoveOnDrop, CHUNK_BYTES};
 use super::{first_common, sync_folder, CacheAttrs};
 use crate::error::{FormatError, Result};
 use half::slice::HalfFloatSliceExt;
@@ -110,22 +110,7 @@ impl VideoWriter {
         let previous = self.frames.last().copied();
         let order: Vec<i32> = previous.into_iter().chain(frames.iter().copied()).collect();
         super::check_increasing(&order).map_err(|m| bad(format!("frames: {m}")))?;
-        let limit = match self.dtype {
-            Dtype::F32 => f32::MAX,
-            Dtype::F16 => F16_MAX,
-        };
-        for (row, frame) in values.chunks_exact(row_len.max(1)).zip(frames) {
-            if let Some(x) = row.iter().find(|x| !x.is_finite()) {
-                return Err(bad(format!(
-                    "frame {frame}: feature value {x} is not finite"
-                )));
-            }
-            if let Some(x) = row.iter().find(|x| x.abs() > limit) {
-                return Err(bad(format!(
-                    "frame {frame}: feature value {x} does not fit float16; use --dtype f32"
-                )));
-            }
-        }
+        super::check_values(self.dtype, frames, values).map_err(bad)?;
         if frames.is_empty() {
             return Ok(());
         }

@@ -2,7 +2,9 @@
 //!
 //! Data flow: a decoder thread lists each video's frames, decodes and resizes a batch at a time
 //! on as many threads as the measured rates ask for ([`crate::pipeline`]) and sends it through a
-//! queue of the measured depth, while this thread runs the backbone on the previous batch; a video's features are written (atomically) as soon as it completes.
+//! queue of the measured depth, while this thread runs the backbone on the previous batch and
+//! appends its features to the video's cache file ([`shared::cache::VideoWriter`]: a temporary
+//! file renamed into place when the video completes), so memory holds a batch, never a video.
 //! Corrupt frames are recorded in the file's `missing` list; a video that cannot be read at all is
 //! reported and the others complete; the process then exits non-zero.
 //!
@@ -36,7 +38,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use shared::cache::{self, CacheAttrs, Dtype, MissingFrame, VideoFeatures};
+use shared::cache::{self, CacheAttrs, Dtype, MissingFrame, VideoWriter};
 use shared::device::parse_device;
 use shared::VideoId;
 use std::path::{Path, PathBuf};
@@ -482,6 +484,20 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
+    /// The writer of `src`'s cache file (a temporary file until the video is done).
+    fn start_video(&self, src: &VideoSource) -> Result<VideoWriter> {
+        let mut attrs = self.template.clone();
+        attrs.source = src.describe();
+        let path = cache::video_path(self.out, self.set, src.video());
+        let shape = self.backbone.output_shape();
+        Ok(VideoWriter::create(
+            &path,
+            &attrs,
+            &shape,
+            src.frame_count_hint(),
+        )?)
+    }
+
     fn consume(
         &self,
         rx: &Receiver<(usize, Decoded)>,
@@ -494,14 +510,13 @@ impl Sink<'_> {
             backbone,
             device,
             half,
-            template,
-            out,
             set,
             bar,
+            ..
         } = *self;
         let size = backbone.input_size() as i64;
-        let mut rows: Vec<Tensor> = Vec::new();
-        let mut frames: Vec<i32> = Vec::new();
+        // The video being written: its file grows batch by batch (one batch in memory).
+        let mut writer: Option<VideoWriter> = None;
         let mut missing: Vec<MissingFrame> = Vec::new();
         let started = Instant::now();
         // When the first batch finished and the frames done by then: the rate after it leaves
@@ -536,32 +551,35 @@ impl Sink<'_> {
                                 backbone.forward(&images)
                             }
                         });
-                        rows.push(feats.to_device(Device::Cpu).to_kind(tch::Kind::Float));
+                        let values = Vec::<f32>::try_from(
+                            feats
+                                .to_device(Device::Cpu)
+                                .to_kind(tch::Kind::Float)
+                                .flatten(0, -1),
+                        )?;
                         if warm.is_some() {
                             // the first forward pass carries one-off set-up: not a rate
                             rates.record_forward(f.len(), forward_started.elapsed());
                         }
-                        frames.extend(f);
+                        let w = match &mut writer {
+                            Some(w) => w,
+                            None => writer.insert(self.start_video(src)?),
+                        };
+                        w.append(&f, &values)?;
                         bar.inc(n as u64);
                         done += n as usize;
                         warm.get_or_insert((Instant::now(), done));
                     }
                 }
                 Decoded::Done => {
-                    let features = stack_rows(std::mem::take(&mut rows), backbone)?;
-                    let n_frames = frames.len();
+                    let w = match writer.take() {
+                        Some(w) => w,
+                        None => self.start_video(src)?,
+                    };
+                    let n_frames = w.rows();
                     missing.sort_by_key(|m| m.frame);
                     report.missing += missing.len();
-                    let mut attrs = template.clone();
-                    attrs.source = src.describe();
-                    let path = cache::video_path(out, set, src.video());
-                    let v = VideoFeatures {
-                        frames: std::mem::take(&mut frames),
-                        features,
-                        missing: std::mem::take(&mut missing),
-                    };
-                    cache::write_video(&path, &attrs, &v)?;
-                    rows.clear();
+                    w.finish(&std::mem::take(&mut missing))?;
                     report.written += 1;
                     report.frames += n_frames;
                     tracing::debug!("{set}/{}: {n_frames} frames", src.video());
@@ -569,8 +587,7 @@ impl Sink<'_> {
                 Decoded::Failed(reason) => {
                     tracing::error!("{set}/{}: cannot read the video: {reason}", src.video());
                     report.failed.push((src.video().clone(), reason));
-                    rows.clear();
-                    frames.clear();
+                    writer = None; // its temporary file is removed
                     missing.clear();
                 }
             }
@@ -593,21 +610,6 @@ impl Sink<'_> {
         );
         Ok(())
     }
-}
-
-/// Concatenate the per-batch outputs of a video into one (n, ...) array.
-/// The batches are dropped once joined, so at most two copies of a video's features are held.
-fn stack_rows(rows: Vec<Tensor>, backbone: &dyn Backbone) -> Result<ndarray::ArrayD<f32>> {
-    let mut shape = vec![0usize];
-    shape.extend(backbone.output_shape());
-    if rows.is_empty() {
-        return Ok(ndarray::ArrayD::zeros(shape));
-    }
-    let all = Tensor::cat(&rows, 0).contiguous();
-    drop(rows);
-    let dims: Vec<usize> = all.size().iter().map(|&d| d as usize).collect();
-    let flat: Vec<f32> = Vec::<f32>::try_from(all.flatten(0, -1))?;
-    Ok(ndarray::ArrayD::from_shape_vec(dims, flat)?)
 }
 
 /// The decoding end of the queue: decodes each batch of frames on as many threads as the

@@ -420,13 +420,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The frames `0..n` in row order, `batch` per step: stream `s` holds frames `s, s + batch, ...`
-/// as one-frame segments, so step `t` is frames `t * batch ..` (the last step padded).
-fn in_order_frames(spans: &[(usize, usize)], batch: usize) -> StreamPlan {
-    let n: usize = spans.iter().map(|&(_, len)| len).sum();
-    StreamPlan::frame_batches(spans, &(0..n).collect::<Vec<_>>(), batch, None)
-}
-
 /// The benchmark with an explicit setup (its model must read `args.tokens` x `args.dim`).
 pub fn bench(args: &BenchArgs, setup: &BenchSetup) -> Result<BenchReport> {
     check(args, setup)?;
@@ -555,9 +548,12 @@ pub fn bench(args: &BenchArgs, setup: &BenchSetup) -> Result<BenchReport> {
             streams,
             infer_streams,
         ),
-        Batching::Frames { batch, infer_batch } => {
-            (in_order_frames(&spans, infer_batch), 1, batch, infer_batch)
-        }
+        Batching::Frames { batch, infer_batch } => (
+            StreamPlan::in_order_frames(&spans, infer_batch),
+            1,
+            batch,
+            infer_batch,
+        ),
     };
     infer_pass(&plan, 2, &mut PhaseTotals::default());
     let mut infer_epochs = Vec::with_capacity(args.infer_reps);
@@ -1062,7 +1058,7 @@ mod tests {
 
     #[test]
     fn inference_batches_take_the_frames_in_row_order() {
-        let plan = in_order_frames(&[(0, 5), (5, 3)], 3);
+        let plan = StreamPlan::in_order_frames(&[(0, 5), (5, 3)], 3);
         assert_eq!(plan.n_steps(), 3);
         let mut rows = Vec::new();
         for t in 0..plan.n_steps() {

@@ -4,6 +4,7 @@
 //! Shared by validation during training and by `temporal predict`; the step itself is
 //! [`crate::step::infer_step`]. It does not compute losses or update weights.
 
+use crate::config::TrainConfig;
 use crate::data::join::nearest as nearest_index;
 use crate::data::streams::StreamPlan;
 use crate::data::SplitData;
@@ -14,12 +15,23 @@ use shared::{Prediction, VideoId, N_AU, N_EXPR};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
-/// Stream every video of the split through the model (eval mode, carried state) and return the
-/// outputs of every row [N, 22] on the host.
-pub fn infer_rows(model: &TemporalMtl, data: &SplitData, streams: usize, seg_len: usize) -> Tensor {
-    let device = data.features.device();
+/// How a run scores a split: a sequence model streams each video in segments of `seg_len` over
+/// `streams` streams, carrying its state; a frame-level model (`arch = "none"`) takes the rows
+/// in order, `batch_size` frames a step, as it trains (a step of 8 x 250 frames of 289 x 1536
+/// tokens would be 3.6 GB of features).
+pub fn inference_plan(data: &SplitData, cfg: &TrainConfig) -> StreamPlan {
     let spans: Vec<(usize, usize)> = data.videos.iter().map(|v| (v.start, v.len())).collect();
-    let plan = StreamPlan::new(&spans, streams, seg_len, None);
+    if cfg.model.arch.is_frame_level() {
+        StreamPlan::in_order_frames(&spans, cfg.batch_size)
+    } else {
+        StreamPlan::new(&spans, cfg.streams, cfg.seg_len, None)
+    }
+}
+
+/// Stream every video of the split through the model (eval mode, carried state) as `plan` says
+/// ([`inference_plan`]) and return the outputs of every row [N, 22] on the host.
+pub fn infer_rows(model: &TemporalMtl, data: &SplitData, plan: &StreamPlan) -> Tensor {
+    let device = data.features.device();
     data.features.prefetch(plan.all_step_rows());
     let mut rows = Tensor::zeros([data.n_rows() as i64, PRED_COLS], (Kind::Float, device));
     let mut states: Option<States> = None;

@@ -11,7 +11,7 @@
 use crate::config::TrainConfig;
 use crate::data::normalise::Normalisation;
 use crate::data::{FeatureStore, Split, SplitData, SplitLabels};
-use crate::infer::{infer_rows, scored_predictions};
+use crate::infer::{infer_rows, inference_plan, scored_predictions};
 use crate::loss::without_other;
 use crate::model::kernels::choice::{self, KernelPolicy};
 use crate::model::TemporalMtl;
@@ -143,7 +143,7 @@ pub fn predict(
         );
     }
     load_weights(&mut vs, &path)?;
-    let mut rows = infer_rows(&model, &data, cfg.streams, cfg.seg_len);
+    let mut rows = infer_rows(&model, &data, &inference_plan(&data, cfg));
     if cfg.loss.drop_other {
         rows = without_other(&rows);
     }

@@ -26,7 +26,7 @@ use crate::data::normalise::Normalisation;
 use crate::data::resample::bootstrap_rows;
 use crate::data::streams::StreamPlan;
 use crate::data::{FeatureStore, FrameMode, Split, SplitData, SplitLabels};
-use crate::infer::{infer_rows, scored_predictions};
+use crate::infer::{infer_rows, inference_plan, scored_predictions};
 use crate::loss::{without_other, LossConfig};
 use crate::model::config::HeadKinds;
 use crate::model::kernels::choice::{self, KernelPolicy};
@@ -847,7 +847,7 @@ pub fn labelled_splits(cfg: &TrainConfig) -> Result<(SplitLabels, SplitLabels)> 
 
 /// Stream the validation split and score it.
 fn validate(model: &TemporalMtl, data: &SplitData, cfg: &TrainConfig) -> Result<MtlScore> {
-    let mut rows = infer_rows(model, data, cfg.streams, cfg.seg_len);
+    let mut rows = infer_rows(model, data, &inference_plan(data, cfg));
     if cfg.loss.drop_other {
         rows = without_other(&rows);
     }

@@ -4,7 +4,9 @@
 //! - [`write_video`] validates one video's features and writes them crash-safely: the file is
 //!   built under a temporary name from [`crate::atomic::temp_path_for`] in the same folder,
 //!   closed, synced to disk and only then renamed to its final name. Identical input gives
-//!   byte-identical files (HDF5 object time stamps are switched off).
+//!   byte-identical files (HDF5 object time stamps are switched off). [`VideoWriter`] does the
+//!   same batch by batch, for writers that should not hold a whole video (`write_video` is one
+//!   batch of it).
 //! - [`read_video`] / [`read_attrs`] read a file back (float16 on disk becomes `f32` in memory)
 //!   and check it against the layout below, naming the file and what to do when it is damaged;
 //!   [`RowFile`] reads any rows of a file on demand, with the same checks.
@@ -13,7 +15,8 @@
 //!
 //! Layout (h5py and `h5dump` read it):
 //! ```text
-//! /features        (n, d) or (n, tokens, d) float32 (float16 on request), chunked by rows
+//! /features        (n, d) or (n, tokens, d) float32 (float16 on request), chunked by rows,
+//!                  growable along its first axis (written batch by batch)
 //! /frames          (n,) int32 frame numbers, strictly increasing
 //! /missing         (m,) int32 frames that could not be read, strictly increasing
 //! /missing_reason  (m,) variable-length UTF-8: why each missing frame could not be read
@@ -29,14 +32,16 @@
 
 mod rows;
 mod summary;
+mod writer;
 
 pub use rows::RowFile;
 pub use summary::{summarize, BackboneSummary};
+pub use writer::VideoWriter;
 
 use crate::error::{FormatError, Result};
 use crate::video_id::VideoId;
 use hdf5::types::VarLenUnicode;
-use ndarray::{Array1, ArrayD, Axis};
+use ndarray::ArrayD;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -209,20 +214,11 @@ pub fn is_temp_file(path: &Path) -> bool {
 /// Creates the parent folder; replaces an existing file at `path` in one rename.
 pub fn write_video(path: &Path, attrs: &CacheAttrs, v: &VideoFeatures) -> Result<()> {
     validate(path, attrs, v)?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;
-    let temp = RemoveOnDrop(crate::atomic::temp_path_for(path));
-    write_hdf5(&temp.0, attrs, v).map_err(|e| FormatError::hdf5(path, e))?;
-    let file = std::fs::File::open(&temp.0).map_err(|e| FormatError::io(&temp.0, e))?;
-    file.sync_all().map_err(|e| FormatError::io(&temp.0, e))?;
-    drop(file);
-    std::fs::rename(&temp.0, path).map_err(|e| FormatError::io(path, e))?;
-    temp.disarm();
-    sync_folder(parent);
-    Ok(())
+    let shape = v.features.shape();
+    let mut writer = VideoWriter::create(path, attrs, &shape[1..], Some(shape[0]))?;
+    let values = v.features.as_standard_layout();
+    writer.append(&v.frames, values.as_slice().expect("standard layout"))?;
+    writer.finish(&v.missing)
 }
 
 /// Read one video's attributes and features; float16 features become `f32`.
@@ -400,32 +396,14 @@ fn validate(path: &Path, attrs: &CacheAttrs, v: &VideoFeatures) -> Result<()> {
             "frame {f} is both embedded and listed as missing"
         )));
     }
-    let limit = match attrs.dtype {
-        Dtype::F32 => f32::MAX,
-        Dtype::F16 => F16_MAX,
-    };
-    for (row, frame) in v.features.axis_iter(Axis(0)).zip(&v.frames) {
-        if let Some(x) = row.iter().find(|x| !x.is_finite()) {
-            return Err(bad(format!(
-                "frame {frame}: feature value {x} is not finite"
-            )));
-        }
-        if let Some(x) = row.iter().find(|x| x.abs() > limit) {
-            return Err(bad(format!(
-                "frame {frame}: feature value {x} does not fit float16; use --dtype f32"
-            )));
-        }
-    }
-    let texts = [
-        ("backbone", &attrs.backbone),
-        ("preprocessing", &attrs.preprocessing),
-        ("weights", &attrs.weights),
-        ("source", &attrs.source),
-        ("tool_version", &attrs.tool_version),
-    ];
-    if let Some((name, _)) = texts.iter().find(|(_, t)| t.contains('\0')) {
-        return Err(bad(format!("attribute {name} contains a NUL character")));
-    }
+    let values = v.features.as_standard_layout();
+    check_values(
+        attrs.dtype,
+        &v.frames,
+        values.as_slice().expect("standard layout"),
+    )
+    .map_err(bad)?;
+    check_text(attrs).map_err(bad)?;
     if let Some(m) = v.missing.iter().find(|m| m.reason.contains('\0')) {
         return Err(bad(format!(
             "the reason for missing frame {} contains a NUL character",
@@ -433,6 +411,42 @@ fn validate(path: &Path, attrs: &CacheAttrs, v: &VideoFeatures) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Every value of the rows of `frames` (`values`, one row after the other) is finite and, for
+/// `f16`, within float16's range; the error names the frame.
+fn check_values(dtype: Dtype, frames: &[i32], values: &[f32]) -> std::result::Result<(), String> {
+    let limit = match dtype {
+        Dtype::F32 => f32::MAX,
+        Dtype::F16 => F16_MAX,
+    };
+    let row_len = (values.len() / frames.len().max(1)).max(1);
+    for (row, frame) in values.chunks(row_len).zip(frames) {
+        if let Some(x) = row.iter().find(|x| !x.is_finite()) {
+            return Err(format!("frame {frame}: feature value {x} is not finite"));
+        }
+        if let Some(x) = row.iter().find(|x| x.abs() > limit) {
+            return Err(format!(
+                "frame {frame}: feature value {x} does not fit float16; use --dtype f32"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No text attribute contains NUL (HDF5 strings cannot hold it).
+fn check_text(attrs: &CacheAttrs) -> std::result::Result<(), String> {
+    let texts = [
+        ("backbone", &attrs.backbone),
+        ("preprocessing", &attrs.preprocessing),
+        ("weights", &attrs.weights),
+        ("source", &attrs.source),
+        ("tool_version", &attrs.tool_version),
+    ];
+    match texts.iter().find(|(_, t)| t.contains('\0')) {
+        Some((name, _)) => Err(format!("attribute {name} contains a NUL character")),
+        None => Ok(()),
+    }
 }
 
 /// `(n, d)` or `(n, tokens, d)` with `n` rows and `d == dim`.
@@ -478,65 +492,6 @@ fn first_common(a: &[i32], b: &[i32]) -> Option<i32> {
         }
     }
     None
-}
-
-/// Build the whole file at `temp` (a fresh name) and close it.
-fn write_hdf5(temp: &Path, attrs: &CacheAttrs, v: &VideoFeatures) -> hdf5::Result<()> {
-    let file = hdf5::File::with_options()
-        .with_fcpl(|p| p.obj_track_times(false))
-        .create_excl(temp)?;
-    let text = |s: &str| VarLenUnicode::from_str(s).map_err(|e| hdf5::Error::from(e.to_string()));
-    for (name, value) in [
-        ("backbone", attrs.backbone.as_str()),
-        ("dtype", attrs.dtype.as_str()),
-        ("preprocessing", &attrs.preprocessing),
-        ("weights", &attrs.weights),
-        ("source", &attrs.source),
-        ("tool_version", &attrs.tool_version),
-    ] {
-        file.new_attr::<VarLenUnicode>()
-            .create(name)?
-            .write_scalar(&text(value)?)?;
-    }
-    for (name, value) in [
-        ("dim", attrs.dim as i64),
-        ("input_size", i64::from(attrs.input_size)),
-    ] {
-        file.new_attr::<i64>().create(name)?.write_scalar(&value)?;
-    }
-
-    let shape = v.features.shape();
-    let n = shape[0];
-    let row_bytes = shape[1..].iter().product::<usize>() * attrs.dtype.size();
-    let mut chunk = shape.to_vec();
-    chunk[0] = (CHUNK_BYTES / row_bytes.max(1)).clamp(1, n.max(1));
-    let features = v.features.as_standard_layout();
-    // Time stamps would make identical content differ byte-wise (the crate's default is off too).
-    let builder = || file.new_dataset_builder().obj_track_times(false);
-    let ds = match attrs.dtype {
-        Dtype::F32 => {
-            let b = builder().with_data(features.view());
-            (if n > 0 { b.chunk(chunk) } else { b }).create("features")?
-        }
-        Dtype::F16 => {
-            let half = features.mapv(half::f16::from_f32);
-            let b = builder().with_data(half.view());
-            (if n > 0 { b.chunk(chunk) } else { b }).create("features")?
-        }
-    };
-    drop(ds);
-    builder()
-        .with_data(&Array1::from(v.frames.clone()))
-        .create("frames")?;
-    let missing: Array1<i32> = v.missing.iter().map(|m| m.frame).collect();
-    builder().with_data(&missing).create("missing")?;
-    let reasons: Array1<VarLenUnicode> = v
-        .missing
-        .iter()
-        .map(|m| text(&m.reason))
-        .collect::<hdf5::Result<_>>()?;
-    builder().with_data(&reasons).create("missing_reason")?;
-    file.close()
 }
 
 /// The hint every "damaged file" error ends with.

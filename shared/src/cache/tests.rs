@@ -163,6 +163,82 @@ fn row_file_reads_any_run_of_rows_as_the_whole_file_read_does() {
 }
 
 #[test]
+fn a_video_written_batch_by_batch_is_the_file_written_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, shape) in [(Dtype::F32, vec![10, 6]), (Dtype::F16, vec![10, 3, 2])] {
+        let v = sample(&shape);
+        let row_len: usize = shape[1..].iter().product();
+        let once = dir.path().join(format!("once-{dtype}.h5"));
+        write_video(&once, &attrs(dtype, shape[shape.len() - 1]), &v).unwrap();
+        let batched = dir.path().join(format!("batched-{dtype}.h5"));
+        let mut w = VideoWriter::create(
+            &batched,
+            &attrs(dtype, shape[shape.len() - 1]),
+            &shape[1..],
+            None,
+        )
+        .unwrap();
+        let values = v.features.as_slice().unwrap();
+        for (start, end) in [(0, 3), (3, 3), (3, 7), (7, 10)] {
+            w.append(
+                &v.frames[start..end],
+                &values[start * row_len..end * row_len],
+            )
+            .unwrap();
+        }
+        assert_eq!(w.rows(), 10);
+        assert!(
+            !batched.exists(),
+            "no file under the final name before finish"
+        );
+        w.finish(&v.missing).unwrap();
+        let (a, x) = read_video(&once).unwrap();
+        let (b, y) = read_video(&batched).unwrap();
+        assert_eq!(
+            (a, x.frames, x.features, x.missing),
+            (b, y.frames, y.features, y.missing)
+        );
+        assert_eq!(
+            names_in(dir.path()).len(),
+            2 * (1 + (dtype == Dtype::F16) as usize)
+        );
+    }
+}
+
+#[test]
+fn a_bad_batch_is_refused_naming_the_frame_and_an_unfinished_writer_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.h5");
+    let mut w = VideoWriter::create(&path, &attrs(Dtype::F16, 2), &[2], Some(4)).unwrap();
+    w.append(&[1, 2], &[0.5, 1.0, 2.0, 3.0]).unwrap();
+    let err = w.append(&[2, 3], &[0.0; 4]).unwrap_err().to_string();
+    assert!(
+        err.contains("v.h5") && err.contains("frame 2 follows frame 2"),
+        "{err}"
+    );
+    let err = w.append(&[3], &[1e6, 0.0]).unwrap_err().to_string();
+    assert!(err.contains("frame 3") && err.contains("float16"), "{err}");
+    let err = w.append(&[3], &[f32::NAN, 0.0]).unwrap_err().to_string();
+    assert!(
+        err.contains("frame 3") && err.contains("not finite"),
+        "{err}"
+    );
+    assert_eq!(w.rows(), 2, "a refused batch writes nothing");
+    assert_eq!(names_in(dir.path()).len(), 1, "only the temporary file");
+    drop(w);
+    assert!(
+        names_in(dir.path()).is_empty(),
+        "a dropped writer removes its temporary file"
+    );
+    let w = VideoWriter::create(&path, &attrs(Dtype::F16, 2), &[2], None).unwrap();
+    let err = w
+        .finish(&missing(&[(3, "no face"), (2, "no face")]))
+        .unwrap_err();
+    assert!(err.to_string().contains("missing frames"), "{err}");
+    assert!(names_in(dir.path()).is_empty());
+}
+
+#[test]
 fn video_without_any_readable_frame_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.h5");
@@ -532,7 +608,7 @@ fn h5dump_shows_datasets_and_attributes() {
     let header = run(&["-H", "-p"]);
     let squeezed: String = header.split_whitespace().collect::<Vec<_>>().join(" ");
     for expected in [
-        r#"DATASET "features" { DATATYPE H5T_IEEE_F32LE DATASPACE SIMPLE { ( 5, 7 ) / ( 5, 7 ) }"#,
+        r#"DATASET "features" { DATATYPE H5T_IEEE_F32LE DATASPACE SIMPLE { ( 5, 7 ) / ( H5S_UNLIMITED, 7 ) }"#,
         "CHUNKED ( 5, 7 )",
         r#"DATASET "frames" { DATATYPE H5T_STD_I32LE DATASPACE SIMPLE { ( 5 ) / ( 5 ) }"#,
         r#"DATASET "missing" { DATATYPE H5T_STD_I32LE DATASPACE SIMPLE { ( 3 ) / ( 3 ) }"#,

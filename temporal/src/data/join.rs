@@ -297,6 +297,7 @@ pub fn label_tensors(labels: &[FrameLabels], device: Device) -> (Tensor, Tensor,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::test_cache::write_set;
 
     #[test]
     fn nearest_prefers_exact_then_earlier_on_tie() {
@@ -324,47 +325,6 @@ mod tests {
         assert_eq!(au.sum(tch::Kind::Float).double_value(&[]), 12.0 - 12.0);
     }
 
-    /// Writes `<root>/<set>/v1.h5` with frames 1..=n and `features[frame][t][c] = f(frame, t, c)`.
-    fn write_set(
-        root: &Path,
-        set: &str,
-        n: usize,
-        shape: &[usize],
-        f: fn(usize, usize, usize) -> f32,
-    ) {
-        let (t, d) = match *shape {
-            [d] => (1, d),
-            [t, d] => (t, d),
-            _ => unreachable!(),
-        };
-        let mut full = vec![n];
-        full.extend_from_slice(shape);
-        let values: Vec<f32> = (0..n * t * d)
-            .map(|i| f(i / (t * d) + 1, (i / d) % t, i % d))
-            .collect();
-        let v = cache::VideoFeatures {
-            frames: (1..=n as i32).collect(),
-            features: ndarray::ArrayD::from_shape_vec(full, values).unwrap(),
-            missing: Vec::new(),
-        };
-        let attrs = cache::CacheAttrs {
-            backbone: set.to_string(),
-            dim: d,
-            input_size: 0,
-            dtype: cache::Dtype::F32,
-            preprocessing: "test".to_string(),
-            weights: "seed:0".to_string(),
-            source: "test".to_string(),
-            tool_version: shared::TOOL_VERSION.to_string(),
-        };
-        cache::write_video(
-            &cache::video_path(root, set, &"v1".parse().unwrap()),
-            &attrs,
-            &v,
-        )
-        .unwrap();
-    }
-
     fn labels(n: u32) -> SplitLabels {
         let frames = (1..=n).map(|f| (f, FrameLabels::default())).collect();
         SplitLabels {
@@ -378,13 +338,20 @@ mod tests {
     fn token_sets_join_token_by_token_and_do_not_mix_with_vectors() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        write_set(root, "a", 3, &[4, 2], |f, t, c| {
-            (100 * f + 10 * t + c) as f32
-        });
-        write_set(root, "b", 3, &[4, 1], |f, t, _| {
-            -((100 * f + 10 * t) as f32)
-        });
-        write_set(root, "pooled", 3, &[5], |f, _, c| (f + c) as f32);
+        let write_set = |set: &str, n: i32, shape: &[usize], f: fn(usize, usize, usize) -> f32| {
+            write_set(
+                root,
+                set,
+                "v1",
+                &(1..=n).collect::<Vec<_>>(),
+                shape,
+                cache::Dtype::F32,
+                f,
+            )
+        };
+        write_set("a", 3, &[4, 2], |f, t, c| (100 * f + 10 * t + c) as f32);
+        write_set("b", 3, &[4, 1], |f, t, _| -((100 * f + 10 * t) as f32));
+        write_set("pooled", 3, &[5], |f, _, c| (f + c) as f32);
         let sets = ["a".to_string(), "b".to_string()];
         for store in [FeatureStore::Memory, FeatureStore::Stream] {
             let d = SplitData::load(

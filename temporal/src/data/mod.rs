@@ -17,6 +17,8 @@ pub mod pseudo;
 pub mod resample;
 pub mod rows;
 pub mod streams;
+#[cfg(test)]
+mod test_cache;
 
 pub use join::{FrameMode, SplitData, VideoSpan};
 pub use labels::{Split, SplitLabels};

@@ -11,7 +11,8 @@
 //!
 //! Keeping training fed: [`FeatureRows::prefetch`] is given the rows of every coming step of a
 //! pass (the trainer and the inference loop call it with their plan) and a reader thread reads
-//! and normalises them [`PREFETCH_DEPTH`] steps ahead, so reading overlaps the model's work; a
+//! and normalises the next step while the model works on this one (and then waits: a pass
+//! holds at most two steps of rows, [`PREFETCH_DEPTH`]), so reading overlaps the model's work; a
 //! step that asks for other rows than the next prefetched ones is read on the spot. Rows are read
 //! in runs of consecutive rows per file (a segment of a video is one read), each distinct row
 //! once per step, float16 widened on the fly. At most [`MAX_OPEN_FILES`] files are open at once
@@ -35,8 +36,9 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
 
-/// Steps a reader thread reads ahead of the model.
-pub const PREFETCH_DEPTH: usize = 2;
+/// Steps a reader thread holds ready beyond the one it is reading: none, so a streamed pass
+/// holds at most two steps of rows (the model's and the next one, being read).
+pub const PREFETCH_DEPTH: usize = 0;
 
 /// Cache files a [`RowSource`] keeps open at once.
 pub const MAX_OPEN_FILES: usize = 64;
@@ -480,9 +482,15 @@ fn read_rows(
     rows: &[usize],
 ) -> Result<Tensor> {
     let width = source.width();
-    let mut out = vec![0f32; rows.len() * width];
-    source.read_into(rows, &mut out)?;
-    let x = Tensor::from_slice(&out).view([rows.len() as i64, width as i64]);
+    let x = Tensor::empty(
+        [rows.len() as i64, width as i64],
+        (Kind::Float, Device::Cpu),
+    );
+    // SAFETY: `x` is a fresh, contiguous f32 CPU tensor of exactly rows x width values that
+    // nothing else references until this function returns it; the slice ends before it does.
+    let out =
+        unsafe { std::slice::from_raw_parts_mut(x.data_ptr() as *mut f32, rows.len() * width) };
+    source.read_into(rows, out)?;
     if let Some((mean, std)) = norm {
         let d = mean.len() as i64;
         let _ = x
@@ -491,4 +499,159 @@ fn read_rows(
             .f_div_(&Tensor::from_slice(std))?;
     }
     Ok(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::test_cache::write_set;
+    use crate::data::{FrameMode, Split, SplitData, SplitLabels};
+    use shared::cache::Dtype;
+    use shared::FrameLabels;
+    use std::path::Path;
+
+    /// Set `a`: 3 tokens x 2 in f16, every frame (1..=9 of v1, 1..=5 of v2); set `b`: 3 tokens
+    /// x 1 in f32, without frames 4 and 5 of v1 (frames 3 and 6 stand in).
+    fn cache(root: &Path) {
+        let a = |f: usize, t: usize, c: usize| (8 * f + 2 * t + c) as f32;
+        let b = |f: usize, t: usize, _: usize| -((8 * f + t) as f32);
+        write_set(
+            root,
+            "a",
+            "v1",
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9],
+            &[3, 2],
+            Dtype::F16,
+            a,
+        );
+        write_set(root, "a", "v2", &[1, 2, 3, 4, 5], &[3, 2], Dtype::F16, a);
+        write_set(
+            root,
+            "b",
+            "v1",
+            &[1, 2, 3, 6, 7, 8, 9],
+            &[3, 1],
+            Dtype::F32,
+            b,
+        );
+        write_set(root, "b", "v2", &[1, 2, 3, 4, 5], &[3, 1], Dtype::F32, b);
+    }
+
+    fn load(root: &Path, store: FeatureStore) -> SplitData {
+        let frames = |n: u32| (1..=n).map(|f| (f, FrameLabels::default())).collect();
+        let labels = SplitLabels {
+            split: Split::Train,
+            source: "test".into(),
+            videos: [
+                ("v1".parse().unwrap(), frames(9)),
+                ("v2".parse().unwrap(), frames(5)),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let sets = ["a".to_string(), "b".to_string()];
+        SplitData::load(
+            root,
+            &sets,
+            &labels,
+            FrameMode::Annotated,
+            store,
+            Device::Cpu,
+        )
+        .unwrap()
+    }
+
+    fn rows(index: &[usize]) -> Tensor {
+        Tensor::from_slice(&index.iter().map(|&r| r as i64).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn streamed_rows_are_the_in_memory_rows_whatever_the_order_repeats_or_prefetch() {
+        let dir = tempfile::tempdir().unwrap();
+        cache(dir.path());
+        let memory = load(dir.path(), FeatureStore::Memory);
+        let stream = load(dir.path(), FeatureStore::Stream);
+        assert!(stream.features.is_streamed() && !memory.features.is_streamed());
+        assert_eq!(stream.n_rows(), 14);
+        // v1 frame 4 (row 3): a's frame 4, then b's nearest frame 3, token by token.
+        let row3 = memory.features.gather(&rows(&[3])).view([3, 3]);
+        assert_eq!(
+            Vec::<f32>::try_from(row3.get(1)).unwrap(),
+            vec![34.0, 35.0, -25.0]
+        );
+        let steps = [
+            vec![13, 0, 4, 4, 9, 8, 1, 0],
+            vec![2, 3, 4],
+            vec![5, 6],
+            vec![7],
+        ];
+        for step in &steps {
+            assert!(stream
+                .features
+                .gather(&rows(step))
+                .equal(&memory.features.gather(&rows(step))));
+        }
+        // Prefetched: the announced steps, then one the plan did not announce (read on the spot).
+        stream.features.prefetch(steps[..3].to_vec());
+        for step in [&steps[0], &steps[1], &steps[3], &steps[2]] {
+            assert!(stream
+                .features
+                .gather(&rows(step))
+                .equal(&memory.features.gather(&rows(step))));
+        }
+    }
+
+    #[test]
+    fn the_normalisation_is_the_same_fitted_in_memory_or_streamed_and_applies_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        cache(dir.path());
+        let mut memory = load(dir.path(), FeatureStore::Memory);
+        let mut stream = load(dir.path(), FeatureStore::Stream);
+        let (a, b) = (
+            memory.fit_normalisation().unwrap(),
+            stream.fit_normalisation().unwrap(),
+        );
+        assert!(a.mean.equal(&b.mean) && a.std.equal(&b.std));
+        memory.normalise(&a).unwrap();
+        stream.normalise(&a).unwrap();
+        let all = rows(&(0..14).collect::<Vec<_>>());
+        let x = memory.features.gather(&all);
+        stream.features.prefetch(vec![(0..14).collect()]);
+        assert!(stream.features.gather(&all).equal(&x));
+        // Every dim over every token of every row: mean 0, population std 1.
+        let tokens = x.view([-1, 3]);
+        let mean = tokens
+            .mean_dim(0, false, Kind::Float)
+            .abs()
+            .max()
+            .double_value(&[]);
+        let std = tokens.std_dim(0, false, false);
+        assert!(mean < 1e-5, "{mean}");
+        assert!((std - 1.0).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn a_cache_file_rewritten_during_a_run_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        cache(dir.path());
+        let stream = load(dir.path(), FeatureStore::Stream);
+        let b = |f: usize, t: usize, _: usize| (f + t) as f32;
+        write_set(dir.path(), "b", "v2", &[1, 2, 3, 4], &[3, 1], Dtype::F32, b);
+        let source = stream.features.source().unwrap();
+        let mut out = vec![0f32; source.width()];
+        let err = source.read_into(&[10], &mut out).unwrap_err().to_string();
+        assert!(err.contains("b/v2.h5") && err.contains("changed"), "{err}");
+        // The other video's files are untouched and still read.
+        source.read_into(&[2], &mut out).unwrap();
+    }
+
+    #[test]
+    fn auto_streams_only_a_split_larger_than_half_the_available_memory() {
+        assert_eq!(FeatureStore::Auto.resolve(1), FeatureStore::Memory);
+        if available_memory().is_some() {
+            assert_eq!(FeatureStore::Auto.resolve(u64::MAX), FeatureStore::Stream);
+        }
+        assert_eq!(FeatureStore::Memory.resolve(u64::MAX), FeatureStore::Memory);
+        assert_eq!(FeatureStore::Stream.resolve(1), FeatureStore::Stream);
+    }
 }

@@ -136,6 +136,14 @@ impl StreamPlan {
         }
     }
 
+    /// Every row of the videos (`(first row, rows)` each) in row order, `batch` per step: stream
+    /// `s` holds rows `s, s + batch, ...` as one-frame segments, so step `t` is rows
+    /// `t * batch ..` (the last step padded). How a frame-level model is scored.
+    pub fn in_order_frames(videos: &[(usize, usize)], batch: usize) -> StreamPlan {
+        let n: usize = videos.iter().map(|&(_, len)| len).sum();
+        StreamPlan::frame_batches(videos, &(0..n).collect::<Vec<_>>(), batch, None)
+    }
+
     /// Number of steps (the longest stream's segment count).
     pub fn n_steps(&self) -> usize {
         self.streams.iter().map(Vec::len).max().unwrap_or(0)
@@ -225,6 +233,7 @@ mod tests {
             Vec::<i64>::try_from(s.index.flatten(0, -1)).unwrap(),
             vec![4, 0, 8, 9]
         );
+        assert_eq!(plan.step_rows(2), vec![4, 0, 8, 9]);
         assert_eq!(
             Vec::<bool>::try_from(s.valid.flatten(0, -1)).unwrap(),
             vec![true, false, true, true]
@@ -245,6 +254,11 @@ mod tests {
             let s = plan.step(t, Device::Cpu);
             assert_eq!(s.index.size(), [5, 1]);
             let idx = Vec::<i64>::try_from(s.index.flatten(0, -1)).unwrap();
+            let host: Vec<i64> = plan.step_rows(t).into_iter().map(|r| r as i64).collect();
+            assert_eq!(
+                host, idx,
+                "the host rows a reader prefetches are the step's index"
+            );
             let valid = Vec::<bool>::try_from(s.valid.flatten(0, -1)).unwrap();
             seen.extend(idx.iter().zip(&valid).filter(|(_, v)| **v).map(|(i, _)| *i));
         }

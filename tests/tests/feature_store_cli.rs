@@ -146,16 +146,24 @@ fn peak_rss_kb(args: &[&str], report: &Path) -> (u64, String) {
     )
 }
 
-/// The gigabytes of f32 features the loader reports for each split ("... (0.29 GB as f32) ...").
+/// The gigabytes of f32 features the loader reports for each split ("... (290.5 MB as f32) ...").
 fn split_gb(stderr: &str) -> f64 {
     stderr
         .lines()
         .filter_map(|l| {
-            l.split(" GB as f32")
+            l.split(" as f32)")
                 .next()
-                .filter(|_| l.contains(" GB as f32"))
+                .filter(|_| l.contains(" as f32)"))
         })
-        .map(|head| head.rsplit('(').next().unwrap().parse::<f64>().unwrap())
+        .map(|head| {
+            let (value, unit) = head.rsplit('(').next().unwrap().split_once(' ').unwrap();
+            let value: f64 = value.parse().unwrap();
+            match unit {
+                "MB" => value / 1e3,
+                "GB" => value,
+                other => panic!("unit {other:?} in {head:?}"),
+            }
+        })
         .sum()
 }
 

@@ -206,11 +206,15 @@ impl SplitData {
         let bytes = (source.n_rows() * source.width() * 4) as u64;
         let store = store.resolve(bytes);
         tracing::info!(
-            "{} split: {} frames x {} values ({:.2} GB as f32) {}",
+            "{} split: {} frames x {} values ({} as f32) {}",
             labels.split.name(),
             source.n_rows(),
             source.width(),
-            bytes as f64 / 1e9,
+            if bytes < 1_000_000_000 {
+                format!("{:.1} MB", bytes as f64 / 1e6)
+            } else {
+                format!("{:.2} GB", bytes as f64 / 1e9)
+            },
             match store {
                 FeatureStore::Stream => "read from the cache step by step",
                 _ => "loaded into memory",

@@ -14,8 +14,8 @@
 //! and normalises the next step while the model works on this one (and then waits: a pass
 //! holds at most two steps of rows, [`PREFETCH_DEPTH`]), so reading overlaps the model's work; a
 //! step that asks for other rows than the next prefetched ones is read on the spot. Rows are read
-//! in runs of consecutive rows per file (a segment of a video is one read), each distinct row
-//! once per step, float16 widened on the fly. At most [`MAX_OPEN_FILES`] files are open at once
+//! in runs of consecutive rows per file (up to [`RUN_BYTES`] a read), each distinct row once per
+//! step, float16 widened on the fly. At most [`MAX_OPEN_FILES`] files are open at once
 //! (each holds HDF5's 1 MB chunk cache); a file reopened after it was closed must still have the
 //! frames it had when the split loaded.
 //!
@@ -42,6 +42,10 @@ pub const PREFETCH_DEPTH: usize = 0;
 
 /// Cache files a [`RowSource`] keeps open at once.
 pub const MAX_OPEN_FILES: usize = 64;
+
+/// Largest run of consecutive rows read at once (as f32): a run's buffer is reused from step to
+/// step instead of being a fresh 54 MB allocation that the kernel faults in page by page.
+pub const RUN_BYTES: usize = 4 << 20;
 
 /// Rows per chunk when loading a split into memory and when fitting the normalisation.
 pub const STATS_CHUNK: usize = 256;
@@ -135,6 +139,8 @@ pub struct RowSource {
     source_row: Vec<Vec<u32>>,
     /// Open files, most recently used last.
     open: Mutex<Vec<OpenFile>>,
+    /// Largest read, [`RUN_BYTES`] (smaller in tests).
+    run_bytes: usize,
 }
 
 impl RowSource {
@@ -148,6 +154,7 @@ impl RowSource {
             tokens,
             video_of: Vec::new(),
             open: Mutex::new(Vec::new()),
+            run_bytes: RUN_BYTES,
         }
     }
 
@@ -222,13 +229,18 @@ impl RowSource {
             let mut i = 0;
             while i < want.len() {
                 let (video, first, _) = want[i];
+                let row_len = self.files[video as usize][k].row_len;
+                let max_rows = (self.run_bytes / (row_len * 4).max(1)).max(1) as u32;
                 let mut j = i + 1;
-                while j < want.len() && want[j].0 == video && want[j].1 <= want[j - 1].1 + 1 {
+                while j < want.len()
+                    && want[j].0 == video
+                    && want[j].1 <= want[j - 1].1 + 1
+                    && want[j].1 - first < max_rows
+                {
                     j += 1;
                 }
                 let last = want[j - 1].1;
                 let file = self.file(video as usize, k)?;
-                let row_len = file.row_len();
                 buf.resize((last - first + 1) as usize * row_len, 0.0);
                 file.read_rows(first as usize, &mut buf)?;
                 for &(_, src, pos) in &want[i..j] {
@@ -459,6 +471,17 @@ impl FeatureRows {
     }
 }
 
+#[cfg(test)]
+impl FeatureRows {
+    /// The source of streamed rows (tests).
+    fn into_source(self) -> RowSource {
+        match self {
+            FeatureRows::Stream(s) => Arc::try_unwrap(s.source).expect("no reader thread"),
+            FeatureRows::Memory(_) => panic!("rows in memory have no source"),
+        }
+    }
+}
+
 impl StreamedRows {
     /// The next prefetched step if it holds exactly `rows`; otherwise the prefetch is dropped.
     fn take_prefetched(&self, rows: &[usize]) -> Option<Result<Tensor>> {
@@ -591,6 +614,17 @@ mod tests {
                 .gather(&rows(step))
                 .equal(&memory.features.gather(&rows(step))));
         }
+        // Runs cut at one row a read give the same rows.
+        let one_row = RowSource {
+            run_bytes: 1,
+            ..load(dir.path(), FeatureStore::Stream)
+                .features
+                .into_source()
+        };
+        let mut got = vec![0f32; steps[0].len() * one_row.width()];
+        one_row.read_into(&steps[0], &mut got).unwrap();
+        let want = memory.features.gather(&rows(&steps[0])).flatten(0, -1);
+        assert_eq!(got, Vec::<f32>::try_from(want).unwrap());
         // Prefetched: the announced steps, then one the plan did not announce (read on the spot).
         stream.features.prefetch(steps[..3].to_vec());
         for step in [&steps[0], &steps[1], &steps[3], &steps[2]] {

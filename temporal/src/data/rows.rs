@@ -20,7 +20,7 @@
 //! frames it had when the split loaded.
 //!
 //! Normalisation: [`FeatureRows::fit_normalisation`] computes the per-dimension statistics in one
-//! pass of [`STATS_CHUNK`]-row chunks accumulated in `f64`, the same way for both stores, so a
+//! pass of chunks of up to [`STATS_CHUNK`] rows accumulated in `f64`, the same way for both stores, so a
 //! streamed run and an in-memory run of the same data see the same numbers; a streamed split
 //! normalises each step's rows as it reads them instead of in place.
 //!
@@ -47,8 +47,18 @@ pub const MAX_OPEN_FILES: usize = 64;
 /// step instead of being a fresh 54 MB allocation that the kernel faults in page by page.
 pub const RUN_BYTES: usize = 4 << 20;
 
-/// Rows per chunk when loading a split into memory and when fitting the normalisation.
+/// Rows per chunk when loading a split into memory and when fitting the normalisation: at most
+/// 256, and at most [`CHUNK_BYTES`] of `f32` (36 rows of 289 x 1536 tokens: a chunk and its
+/// `f64` copy are then 200 MB, not 1.4 GB).
 pub const STATS_CHUNK: usize = 256;
+
+/// Largest chunk of `f32` rows loaded or summed at once.
+pub const CHUNK_BYTES: usize = 64 << 20;
+
+/// Rows per chunk of `width` values (see [`STATS_CHUNK`]).
+fn chunk_rows(width: usize) -> usize {
+    (CHUNK_BYTES / (width * 4).max(1)).clamp(1, STATS_CHUNK)
+}
 
 /// Where a split's features are kept.
 #[derive(
@@ -324,7 +334,7 @@ impl FeatureRows {
                 let feats = Tensor::zeros([n as i64, width as i64], (Kind::Float, device));
                 let mut buf = Vec::new();
                 let all: Vec<usize> = (0..n).collect();
-                for chunk in all.chunks(STATS_CHUNK) {
+                for chunk in all.chunks(chunk_rows(width)) {
                     buf.resize(chunk.len() * width, 0.0);
                     source.read_into(chunk, &mut buf)?;
                     feats
@@ -407,7 +417,7 @@ impl FeatureRows {
         *s.ahead.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
     }
 
-    /// Per-dimension statistics over every token of every row, in [`STATS_CHUNK`]-row chunks
+    /// Per-dimension statistics over every token of every row, in chunks of [`chunk_rows`]
     /// summed in `f64` (the same numbers for both stores).
     pub fn fit_normalisation(&self, dim: usize) -> Result<Normalisation> {
         let n = match self {
@@ -420,7 +430,8 @@ impl FeatureRows {
             Tensor::zeros([dim as i64], opts),
         );
         let all: Vec<usize> = (0..n).collect();
-        for chunk in all.chunks(STATS_CHUNK) {
+        let width = self.width();
+        for chunk in all.chunks(chunk_rows(width)) {
             let x = match self {
                 FeatureRows::Memory(t) => t.narrow(0, chunk[0] as i64, chunk.len() as i64),
                 FeatureRows::Stream(s) => read_rows(&s.source, None, chunk)?,
@@ -431,7 +442,7 @@ impl FeatureRows {
             sum += x.sum_dim_intlist(0, false, Kind::Double);
             sq += x.square().sum_dim_intlist(0, false, Kind::Double);
         }
-        let count = (n * self.tokens(dim)).max(1) as f64;
+        let count = (n * width / dim.max(1)).max(1) as f64;
         let mean = &sum / count;
         let var = (&sq / count - mean.square()).clamp_min(0.0);
         Ok(Normalisation {
@@ -440,13 +451,12 @@ impl FeatureRows {
         })
     }
 
-    /// Tokens per row, given the per-token `dim`.
-    fn tokens(&self, dim: usize) -> usize {
-        let width = match self {
+    /// Values per row (tokens x D).
+    pub fn width(&self) -> usize {
+        match self {
             FeatureRows::Memory(t) => t.size()[1] as usize,
             FeatureRows::Stream(s) => s.source.width(),
-        };
-        width / dim.max(1)
+        }
     }
 
     /// Normalise with `norm`: in place in memory, as each step is read when streamed.

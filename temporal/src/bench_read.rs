@@ -3,7 +3,7 @@
 //! What it does: every frame of every video of the chosen feature sets becomes one split (as
 //! `--frames all` would), read from the cache step by step ([`FeatureStore::Stream`]) in
 //! batches of `--batch` frames through [`crate::step::gather_features`], the very call a
-//! training or inference step makes, with the reader thread a few steps ahead as in training.
+//! training or inference step makes, with the reader thread one step ahead as in training.
 //! `--order shuffled` draws random frames across videos (a frame-level model's epoch); `video`
 //! takes consecutive frames video by video (a sequence model's segments, inference). It reports
 //! megabytes per second of features as stored on disk (MB = 2^20 bytes; f16 counts 2 bytes a

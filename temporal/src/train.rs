@@ -84,7 +84,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub frames: Option<FrameMode>,
     /// Where the features are kept: in memory, or read from the cache step by step (a reader
-    /// thread a few steps ahead; for token sets larger than memory); auto streams a split whose
+    /// thread one step ahead; for token sets larger than memory); auto streams a split whose
     /// f32 features would take more than half the available memory [default: auto].
     #[arg(long, value_enum, value_name = "STORE")]
     pub feature_store: Option<FeatureStore>,

@@ -80,7 +80,7 @@ pub enum FeatureStore {
     Auto,
     /// Every row read once into memory (on the training device).
     Memory,
-    /// Each step's rows read from the cache when needed, a few steps ahead.
+    /// Each step's rows read from the cache when needed, one step ahead.
     Stream,
 }
 
@@ -307,7 +307,7 @@ pub enum FeatureRows {
     Stream(StreamedRows),
 }
 
-/// Rows read on demand, normalised as they are read, optionally a few steps ahead.
+/// Rows read on demand, normalised as they are read, optionally one step ahead.
 #[derive(Debug)]
 pub struct StreamedRows {
     source: Arc<RowSource>,

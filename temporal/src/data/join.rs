@@ -13,7 +13,7 @@
 
 use super::labels::SplitLabels;
 use super::normalise::Normalisation;
-use super::rows::{FeatureRows, FeatureStore, RowSource};
+use super::rows::{FeatureRows, FeatureStore, RowSource, SourceFile};
 use anyhow::{bail, Result};
 use shared::cache;
 use shared::tasks::{INVALID_AU, INVALID_EXPR, INVALID_VA};
@@ -158,7 +158,7 @@ impl SplitData {
                         set_dims[k].1
                     );
                 }
-                files.push(file);
+                files.push(SourceFile::of(&file)); // and the file closes
             }
             let rows = sequence(&files, scored, mode);
             if rows.is_empty() {
@@ -187,7 +187,7 @@ impl SplitData {
                         .collect()
                 })
                 .collect();
-            source.push_video(&files, &located);
+            source.push_video(files, &located);
             let lookup: std::collections::HashMap<u32, FrameLabels> =
                 scored.iter().copied().collect();
             labels_out.extend(
@@ -245,7 +245,7 @@ fn token_words(t: usize) -> String {
 }
 
 /// The rows of a video: frames to score present in at least one set, or every frame with features.
-fn sequence(loaded: &[cache::RowFile], scored: &[(u32, FrameLabels)], mode: FrameMode) -> Vec<u32> {
+fn sequence(loaded: &[SourceFile], scored: &[(u32, FrameLabels)], mode: FrameMode) -> Vec<u32> {
     let present: BTreeSet<u32> = loaded
         .iter()
         .flat_map(|v| v.frames().iter().map(|&f| f as u32))

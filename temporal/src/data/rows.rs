@@ -122,9 +122,10 @@ type OpenFile = ((usize, usize), Arc<RowFile>);
 /// The rows of one step and what reading them gave.
 type ReadStep = (Vec<usize>, Result<Tensor>);
 
-/// One cache file of one feature set of one video.
+/// One cache file of one feature set of one video, as checked when the split loaded (the file
+/// itself is closed: a split may have more files than a process may keep open).
 #[derive(Debug)]
-struct SourceFile {
+pub struct SourceFile {
     path: PathBuf,
     /// Its frame numbers when the split loaded (checked again when it is reopened).
     frames: Vec<i32>,
@@ -132,6 +133,23 @@ struct SourceFile {
     row_len: usize,
     /// Bytes per row on disk.
     row_bytes: usize,
+}
+
+impl SourceFile {
+    /// What [`RowSource`] keeps of an opened file.
+    pub fn of(file: &RowFile) -> SourceFile {
+        SourceFile {
+            path: file.path().to_path_buf(),
+            frames: file.frames().to_vec(),
+            row_len: file.row_len(),
+            row_bytes: file.row_bytes(),
+        }
+    }
+
+    /// Frame number of each row.
+    pub fn frames(&self) -> &[i32] {
+        &self.frames
+    }
 }
 
 /// Every cache file of a split and where each split row lives in them.
@@ -170,19 +188,9 @@ impl RowSource {
 
     /// Add a video: its checked file in each set (column order) and, for each of its rows, the
     /// row in each set's file (`rows[r][k]`).
-    pub fn push_video(&mut self, files: &[RowFile], rows: &[Vec<usize>]) {
+    pub fn push_video(&mut self, files: Vec<SourceFile>, rows: &[Vec<usize>]) {
         let v = self.files.len() as u32;
-        self.files.push(
-            files
-                .iter()
-                .map(|f| SourceFile {
-                    path: f.path().to_path_buf(),
-                    frames: f.frames().to_vec(),
-                    row_len: f.row_len(),
-                    row_bytes: f.row_bytes(),
-                })
-                .collect(),
-        );
+        self.files.push(files);
         for r in rows {
             self.video_of.push(v);
             for (k, &src) in r.iter().enumerate() {

@@ -1,12 +1,13 @@
 //! Frame sources on real files: `discover` on each `--data` layout, frame-folder listing,
 //! `load_frame` on good, corrupt, truncated and empty files, and video files decoded by ffmpeg.
 
+mod face_videos;
+
 use extractor::sources::video_file::{decode, VideoFrames};
 use extractor::sources::{discover, list_frames, load_frame, VideoSource};
 use image::{Rgb, RgbImage};
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 /// A `w x h` image filled with one colour.
@@ -20,27 +21,10 @@ fn write_image(path: &Path, rgb: [u8; 3]) {
     flat(16, 16, rgb).save(path).unwrap();
 }
 
-/// Encode `colours.len()` flat 32 x 32 frames into a video with ffmpeg (`codec` args after -i).
+/// Encode `colours.len()` flat 32 x 32 frames into a video at 25 frames/s (`codec` args after
+/// -i).
 fn write_video(path: &Path, colours: &[[u8; 3]], codec: &[&str]) {
-    let frames = tempfile::tempdir().unwrap();
-    for (i, c) in colours.iter().enumerate() {
-        flat(32, 32, *c)
-            .save(frames.path().join(format!("{:05}.png", i + 1)))
-            .unwrap();
-    }
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-framerate", "25", "-i"])
-        .arg(frames.path().join("%05d.png"))
-        .args(codec)
-        .arg(path)
-        .status()
-        .expect("ffmpeg runs (install ffmpeg; make setup does)");
-    assert!(
-        status.success(),
-        "ffmpeg could not write {}",
-        path.display()
-    );
+    face_videos::encode(path, colours.iter().map(|c| flat(32, 32, *c)), 25, codec);
 }
 
 const COLOURS: [[u8; 3]; 5] = [

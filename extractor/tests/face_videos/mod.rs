@@ -1,4 +1,5 @@
-//! Videos made from the astronaut photograph of the scikit-image wheel
+//! Test videos: any frames encoded with ffmpeg ([`encode`], also used by the frame-source
+//! tests), and videos made from the astronaut photograph of the scikit-image wheel
 //! (`tests/fixtures/mtcnn/astronaut.png`), shared by the face tests.
 #![allow(dead_code)]
 
@@ -33,18 +34,31 @@ pub fn frame(w: u32, h: u32, shot: Shot, face: &RgbImage) -> RgbImage {
     canvas
 }
 
-/// Encodes the shots at `w x h` into `path` (MJPEG, or the codec args given).
+/// Encodes the shots at `w x h` into `path` at 5 frames/s (MJPEG, or the codec args given).
 pub fn write_video(path: &Path, w: u32, h: u32, shots: &[Shot], codec: &[&str]) {
     let face = astronaut_face();
+    encode(path, shots.iter().map(|s| frame(w, h, *s, &face)), 5, codec);
+}
+
+/// Encodes `frames` into `path` with ffmpeg at `fps` (`codec`: the args after the input),
+/// creating the parent folder.
+pub fn encode(path: &Path, frames: impl IntoIterator<Item = RgbImage>, fps: u32, codec: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    for (i, s) in shots.iter().enumerate() {
-        frame(w, h, *s, &face)
-            .save(dir.path().join(format!("{:05}.png", i + 1)))
+    for (i, f) in frames.into_iter().enumerate() {
+        f.save(dir.path().join(format!("{:05}.png", i + 1)))
             .unwrap();
     }
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-framerate", "5", "-i"])
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-framerate",
+            &fps.to_string(),
+            "-i",
+        ])
         .arg(dir.path().join("%05d.png"))
         .args(codec)
         .arg(path)
